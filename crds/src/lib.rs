@@ -1,0 +1,15 @@
+//! The WatchPolicy API, `watchpool.dev/v1alpha1`.
+//!
+//! Types, defaults, validation and the CRD manifest, with no Kubernetes client: the operator,
+//! the tests and the CRD generator all build on this crate without a cluster.
+
+mod config;
+mod types;
+
+pub use config::{
+    BackoffConfig, LimitsConfig, NamespaceScope, PolicyConfig, TargetConfig, TimeoutsConfig,
+};
+pub use types::{
+    Backoff, CpuStatus, ErrorReason, Limits, TargetError, TargetState, TargetStatus, Timeouts,
+    WatchPolicy, WatchPolicySpec, WatchPolicyStatus, WatchTarget,
+};

@@ -1,0 +1,3 @@
+//! An in-memory Kubernetes API server emulator with fault injection.
+
+pub mod registry;
