@@ -1,6 +1,7 @@
 //! The watch pool engine: one pool per WatchPolicy, one target watcher per (target, namespace),
 //! each with a compact cache, health, and a share of the pool's CPU budget.
 
+pub mod backoff;
 pub mod health;
 pub mod pool;
 
