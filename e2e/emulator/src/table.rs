@@ -536,7 +536,7 @@ mod tests {
         let obj = wp("wp1", "2026-01-10T11:00:00Z");
         let meta = table(
             &watch_policy(),
-            &[obj.clone()],
+            std::slice::from_ref(&obj),
             IncludeObject::Metadata,
             json!({}),
             now(),
@@ -547,7 +547,7 @@ mod tests {
         assert!(meta["rows"][0]["object"].get("spec").is_none());
         let full = table(
             &watch_policy(),
-            &[obj.clone()],
+            std::slice::from_ref(&obj),
             IncludeObject::Object,
             json!({}),
             now(),
