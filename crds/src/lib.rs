@@ -4,12 +4,19 @@
 //! the tests and the CRD generator all build on this crate without a cluster.
 
 mod config;
+mod crd;
+mod selectors;
 mod types;
+mod units;
+mod validate;
 
 pub use config::{
     BackoffConfig, LimitsConfig, NamespaceScope, PolicyConfig, TargetConfig, TimeoutsConfig,
 };
+pub use crd::{crd, crd_yaml};
 pub use types::{
     Backoff, CpuStatus, ErrorReason, Limits, TargetError, TargetState, TargetStatus, Timeouts,
     WatchPolicy, WatchPolicySpec, WatchPolicyStatus, WatchTarget,
 };
+pub use units::{ByteQuantity, CpuQuantity, GoDuration, UnitError};
+pub use validate::{FieldError, ValidationContext, ValidationErrors};

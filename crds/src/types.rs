@@ -9,6 +9,28 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::units::{DURATION_PATTERN, QUANTITY_PATTERN};
+
+/// Most targets in one policy (bounds the cost of the uniqueness rule).
+pub const MAX_TARGETS: usize = 32;
+/// Most namespaces in one target.
+pub const MAX_NAMESPACES: usize = 32;
+/// Longest label or field selector, in bytes.
+pub const MAX_SELECTOR_LEN: usize = 512;
+/// Grammar of `targets[].apiVersion`: an optional DNS-1123 subdomain group and `/`, then a
+/// DNS-1035 label version.
+pub const API_VERSION_PATTERN: &str = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[a-z]([-a-z0-9]*[a-z0-9])?$";
+/// Grammar of `targets[].kind`: an UpperCamelCase identifier.
+pub const KIND_PATTERN: &str = r"^[A-Z][A-Za-z0-9]*$";
+/// Grammar of an entry of `targets[].namespaces`: a DNS-1123 label, or `*`.
+pub const NAMESPACE_PATTERN: &str = r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$";
+/// Largest `backoff.factor`.
+pub const MAX_BACKOFF_FACTOR: f64 = 10.0;
+/// Largest `limits.maxObjects`.
+pub const MAX_OBJECTS: u64 = 10_000_000;
+/// Largest `backoff.maxRetries`.
+pub const MAX_RETRIES: u32 = 1_000_000;
+
 /// A WatchPolicy declares a pool of resilient, CPU-bounded watches and reports its health.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
@@ -22,28 +44,37 @@ use serde::{Deserialize, Serialize};
     namespaced,
     status = "WatchPolicyStatus",
     derive = "PartialEq",
-    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
-    printcolumn = r#"{"name":"Watching","type":"integer","jsonPath":".status.watching"}"#,
-    printcolumn = r#"{"name":"Targets","type":"integer","jsonPath":".status.targetCount"}"#,
-    printcolumn = r#"{"name":"Objects","type":"integer","jsonPath":".status.objects"}"#,
-    printcolumn = r#"{"name":"Reconnects","type":"integer","jsonPath":".status.reconnects"}"#,
-    printcolumn = r#"{"name":"CPU","type":"string","jsonPath":".status.cpu.used"}"#,
+    doc = "A pool of resilient, CPU-bounded watches over the kinds listed in `spec.targets`, with the health of each watch reported in `status`.",
+    printcolumn = r#"{"name":"Ready","type":"string","description":"Status of the Ready condition: every watch synced and watching.","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Watching","type":"integer","description":"Watches currently in state Watching.","jsonPath":".status.watching"}"#,
+    printcolumn = r#"{"name":"Targets","type":"integer","description":"Watches the pool runs, one per target and namespace.","jsonPath":".status.targetCount"}"#,
+    printcolumn = r#"{"name":"Objects","type":"integer","description":"Objects cached across all targets.","jsonPath":".status.objects"}"#,
+    printcolumn = r#"{"name":"Reconnects","type":"integer","description":"Watch reconnects since the pool started.","jsonPath":".status.reconnects"}"#,
+    printcolumn = r#"{"name":"CPU","type":"string","description":"CPU used by the pool, averaged over a short window.","jsonPath":".status.cpu.used"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct WatchPolicySpec {
-    /// Stop every watch of this policy while true; targets report state `Suspended`.
+    /// Stop every watch of this policy while true; each target then reports state `Suspended`.
+    /// Default `false`.
     #[serde(default)]
     pub suspend: bool,
-    /// The kinds to watch. At least one; no two identical.
+    /// The kinds to watch: at least one, at most 32, no two identical.
+    #[schemars(length(min = 1, max = MAX_TARGETS))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {
+            "rule": "self.all(t, self.exists_one(u, u == t))",
+            "message": "must not contain two identical targets (same apiVersion, kind, namespaces, selectors and metadataOnly)"
+        }
+    ]))]
     pub targets: Vec<WatchTarget>,
-    /// Deadlines of the watches.
+    /// Deadlines of the watches. Every field has a default.
     #[serde(default)]
     pub timeouts: Timeouts,
-    /// Retry policy after a failed list or watch, per target.
+    /// Retry policy after a failed list or watch, kept per target. Every field has a default.
     #[serde(default)]
     pub backoff: Backoff,
-    /// Resource limits of the pool.
+    /// Resource limits of the pool. Every field has a default.
     #[serde(default)]
     pub limits: Limits,
 }
@@ -51,71 +82,138 @@ pub struct WatchPolicySpec {
 /// One kind to watch, in some namespaces or cluster-wide.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!has(self.namespaces) || self.namespaces.size() <= 1 || self.namespaces.all(n, n != '*')",
+        "message": "namespaces: '*' (the whole cluster) must be the only entry",
+        "fieldPath": ".namespaces"
+    }
+]))]
 pub struct WatchTarget {
-    /// API version of the kind, `group/version` or `v1` for the core group (e.g. `apps/v1`).
+    /// API version of the kind: `group/version`, or just the version for the core group
+    /// (`v1`, `apps/v1`, `monitoring.example.com/v1beta2`).
+    #[schemars(length(min = 1, max = 317))]
+    #[schemars(regex(pattern = API_VERSION_PATTERN))]
     pub api_version: String,
-    /// Kind, in UpperCamelCase (e.g. `Pod`, `Deployment`).
+    /// Kind, in UpperCamelCase (`Pod`, `Deployment`).
+    #[schemars(length(min = 1, max = 63), regex(pattern = KIND_PATTERN))]
     pub kind: String,
-    /// Namespaces to watch, one watch each. Empty: the policy's own namespace. `["*"]`: the
-    /// whole cluster. Other namespaces than the policy's own are allowed only for policies in a
-    /// namespace the operator trusts.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Namespaces to watch, one watch each, at most 32. Empty (the default): the policy's own
+    /// namespace. `["*"]`: the whole cluster. Namespaces other than the policy's own, and `*`,
+    /// are allowed only for policies in a namespace the operator trusts. A cluster-scoped kind
+    /// is always watched cluster-wide.
+    #[serde(default)]
+    #[schemars(length(max = MAX_NAMESPACES))]
+    #[schemars(inner(length(min = 1, max = 63), regex(pattern = NAMESPACE_PATTERN)))]
     pub namespaces: Vec<String>,
-    /// Label selector (`tier in (web,api),!canary`); unset watches every object.
+    /// Label selector, Kubernetes syntax (`app=web`, `tier in (web,api)`, `!canary`, comma for
+    /// AND), at most 512 characters. Unset (the default): every object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_SELECTOR_LEN))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {
+            "rule": "self.trim() != ''",
+            "message": "labelSelector must not be empty: leave it unset to watch every object"
+        }
+    ]))]
     pub label_selector: Option<String>,
-    /// Field selector (`metadata.name=web`); unset watches every object.
+    /// Field selector, Kubernetes syntax (`metadata.name=web`, `status.phase!=Running`, comma for
+    /// AND), at most 512 characters. Unset (the default): every object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_SELECTOR_LEN))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {
+            "rule": "self.trim() != ''",
+            "message": "fieldSelector must not be empty: leave it unset to watch every object"
+        }
+    ]))]
     pub field_selector: Option<String>,
     /// Watch only object metadata (PartialObjectMetadata): far less memory and CPU. Secrets are
-    /// always watched metadata-only unless the operator allows secret data.
+    /// always watched metadata-only unless the operator allows secret data. Default `false`.
     #[serde(default)]
     pub metadata_only: bool,
 }
 
-/// Deadlines of the watches. Durations are Go-style strings: `800ms`, `90s`, `5m`, `1h30m`.
+/// Deadlines of the watches. Durations are Go-style strings: `800ms`, `90s`, `5m`, `1h30m`
+/// (units `ns`, `us`, `ms`, `s`, `m`, `h`).
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Timeouts {
     /// Lifetime asked of the API server per watch request (`timeoutSeconds`), jittered down by
-    /// up to 10 % so that watches do not expire together. Default `5m`.
+    /// up to 10 % so that watches do not expire together. Greater than zero. Default `5m`.
     #[serde(default = "default_watch")]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "duration(self) > duration('0s')", "message": "watch must be greater than 0s"}
+    ]))]
     pub watch: String,
     /// A watch with no event and no bookmark for this long is dead: the connection is dropped and
-    /// rebuilt. Bookmarks count as life. Default `90s`.
+    /// rebuilt. Bookmarks count as life. Greater than zero. Default `90s`.
     #[serde(default = "default_idle")]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "duration(self) > duration('0s')", "message": "idle must be greater than 0s"}
+    ]))]
     pub idle: String,
-    /// Deadline for each list page and for the response headers of each watch. Default `30s`.
+    /// Deadline for each list page and for the response headers of each watch. Greater than
+    /// zero. Default `30s`.
     #[serde(default = "default_request")]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "duration(self) > duration('0s')", "message": "request must be greater than 0s"}
+    ]))]
     pub request: String,
     /// Period of a full relist that replaces the cache (guards against a rewound etcd). `0s`
     /// turns it off. Default `0s`.
     #[serde(default = "default_resync")]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
     pub resync: String,
 }
 
-/// Retry policy after a failed list or watch, kept per target (never shared).
+/// Retry policy after a failed list or watch, kept per target (never shared). The delay before
+/// attempt N+1 is `min(initial × factor^N, max)`, of which a fraction `jitter` is random.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "duration(self.initial) <= duration(self.max)",
+        "message": "initial must not exceed max",
+        "fieldPath": ".initial"
+    }
+]))]
 pub struct Backoff {
-    /// First delay after a failure. Default `800ms`.
+    /// First delay after a failure, a Go-style duration greater than zero. Default `800ms`.
     #[serde(default = "default_initial")]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "duration(self) > duration('0s')", "message": "initial must be greater than 0s"}
+    ]))]
     pub initial: String,
-    /// Largest delay; must not be less than `initial`. Default `30s`.
+    /// Largest delay, a Go-style duration not less than `initial`. Default `30s`.
     #[serde(default = "default_max")]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
     pub max: String,
-    /// Multiplier per consecutive failure, at least 1. Default `2`.
+    /// Multiplier per consecutive failure, from 1 (constant delay) to 10. Default `2`.
     #[serde(default = "default_factor")]
+    #[schemars(range(min = 1.0, max = MAX_BACKOFF_FACTOR))]
     pub factor: f64,
-    /// Fraction of each delay that is randomised, from 0 (none) to 1. Default `0.5`.
+    /// Fraction of each delay that is randomised, from 0 (none) to 1 (anywhere between zero and
+    /// the delay). Default `0.5`.
     #[serde(default = "default_jitter")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub jitter: f64,
-    /// Healthy watching time after which the backoff starts again from `initial`. Default `2m`.
+    /// Healthy watching time after which the backoff starts again from `initial`, a Go-style
+    /// duration greater than zero. Default `2m`.
     #[serde(default = "default_reset_after")]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "duration(self) > duration('0s')", "message": "resetAfter must be greater than 0s"}
+    ]))]
     pub reset_after: String,
-    /// `0` retries for ever; `N` puts a target in state `Failed` after N consecutive failures,
-    /// until the policy changes. Default `0`.
+    /// `0` retries for ever; `N` (at most 1000000) puts a target in state `Failed` after N
+    /// consecutive failures, until the policy changes. Default `0`.
     #[serde(default)]
+    #[schemars(range(max = MAX_RETRIES))]
     pub max_retries: u32,
 }
 
@@ -123,17 +221,28 @@ pub struct Backoff {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Limits {
-    /// CPU budget of the whole pool, a Kubernetes quantity (`100m`, `0.5`, `1`); measured and
-    /// enforced by delaying the pool's work. Must be greater than zero. Default `100m`.
+    /// CPU budget of the whole pool, a Kubernetes quantity (`100m` = a tenth of a core, `0.5`,
+    /// `1`); measured, and enforced by delaying the pool's work. Greater than zero. Default
+    /// `100m`.
     #[serde(default = "default_cpu")]
+    #[schemars(length(max = 64), regex(pattern = QUANTITY_PATTERN))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "quantity(self).isGreaterThan(quantity('0'))", "message": "cpu must be greater than 0"}
+    ]))]
     pub cpu: String,
-    /// Most objects the pool caches across its targets; beyond it a target reports `Failed`
-    /// with reason `TooManyObjects`. Default `100000`.
+    /// Most objects the pool caches across its targets, from 1 to 10000000; beyond it a target
+    /// reports `Failed` with reason `TooManyObjects`. Default `100000`.
     #[serde(default = "default_max_objects")]
+    #[schemars(range(min = 1, max = MAX_OBJECTS))]
     pub max_objects: u64,
-    /// Largest watch event accepted, a Kubernetes quantity of bytes (`16Mi`); a larger event
-    /// closes the connection and is reported. Default `16Mi`.
+    /// Largest watch event accepted, a Kubernetes quantity of bytes (`16Mi`, `1Gi`, `500k`); a
+    /// larger event closes the connection and is reported (`EventTooLarge`). Greater than zero.
+    /// Default `16Mi`.
     #[serde(default = "default_max_event_size")]
+    #[schemars(length(max = 64), regex(pattern = QUANTITY_PATTERN))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "quantity(self).isGreaterThan(quantity('0'))", "message": "maxEventSize must be greater than 0"}
+    ]))]
     pub max_event_size: String,
 }
 
@@ -215,8 +324,11 @@ pub struct WatchPolicyStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Degraded` and `CPUThrottled` (kstatus-compatible).
+    /// `Ready` (every watch synced and watching), `Degraded` (some watch is not; the reason
+    /// names its state) and `CPUThrottled` (the pool is held to its CPU budget). Standard
+    /// `metav1.Condition`s, one per type (kstatus-compatible).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// Watches the pool runs: one per (target, namespace).
     #[serde(default)]
