@@ -197,7 +197,7 @@ fn helm_lint_passes_with_default_values() {
 fn helm_lint_strict_passes_with_default_and_ha_values_and_every_optional_object() {
     let chart = chart_dir();
     let full = "replicaCount: 2\nserviceMonitor: {enabled: true}\nnetworkPolicy: {enabled: true}\n\
-                tracing: {otlpEndpoint: 'http://otel-collector:4317'}\n";
+                tracing: {otlpEndpoint: 'http://otel-collector:4318'}\n";
     for values in ["", HA_VALUES, full] {
         let out = helm(
             &["lint", "--strict", chart.to_str().unwrap(), "-f", "-"],
@@ -340,7 +340,7 @@ fn operator_values_become_flags() {
 
 #[test]
 fn tracing_endpoint_sets_the_standard_otel_variables() {
-    let docs = render("tracing: {otlpEndpoint: 'http://otel-collector.observability:4317'}\n");
+    let docs = render("tracing: {otlpEndpoint: 'http://otel-collector.observability:4318'}\n");
     let env = container(&docs)["env"].as_array().unwrap().clone();
     let value = |name: &str| {
         env.iter()
@@ -349,7 +349,7 @@ fn tracing_endpoint_sets_the_standard_otel_variables() {
     };
     assert_eq!(
         value("OTEL_EXPORTER_OTLP_ENDPOINT"),
-        Some(Value::from("http://otel-collector.observability:4317"))
+        Some(Value::from("http://otel-collector.observability:4318"))
     );
     assert_eq!(value("OTEL_SERVICE_NAME"), Some(Value::from(FULLNAME)));
 
