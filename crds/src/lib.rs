@@ -13,7 +13,7 @@ mod validate;
 pub use config::{
     BackoffConfig, LimitsConfig, NamespaceScope, PolicyConfig, TargetConfig, TimeoutsConfig,
 };
-pub use crd::{crd, crd_yaml};
+pub use crd::{api_reference_markdown, crd, crd_schema, crd_yaml};
 pub use types::{
     Backoff, CpuStatus, ErrorReason, Limits, TargetError, TargetState, TargetStatus, Timeouts,
     WatchPolicy, WatchPolicySpec, WatchPolicyStatus, WatchTarget,

@@ -54,6 +54,9 @@ pub const MAX_RETRIES: u32 = 1_000_000;
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(
+    description = "The desired pool: what to watch (`targets`), the deadlines of the watches (`timeouts`), the retry policy (`backoff`) and the budget of the pool (`limits`). Only `targets` is required."
+)]
 pub struct WatchPolicySpec {
     /// Stop every watch of this policy while true; each target then reports state `Suspended`.
     /// Default `false`.
@@ -85,7 +88,7 @@ pub struct WatchPolicySpec {
 #[schemars(extend("x-kubernetes-validations" = [
     {
         "rule": "!has(self.namespaces) || self.namespaces.size() <= 1 || self.namespaces.all(n, n != '*')",
-        "message": "namespaces: '*' (the whole cluster) must be the only entry",
+        "message": "'*' (the whole cluster) must be the only entry",
         "fieldPath": ".namespaces"
     }
 ]))]
