@@ -170,6 +170,11 @@ fn default_watchable() -> BTreeSet<(String, String)> {
     ])
 }
 
+/// The operator's own watch of CRDs (metadata only), on by default.
+fn crd_watch() -> BTreeSet<(String, String)> {
+    pairs(&[("apiextensions.k8s.io", &["customresourcedefinitions"])])
+}
+
 const HA_VALUES: &str = "replicaCount: 2\n";
 
 // ---------------------------------------------------------------------------------------------
@@ -393,7 +398,9 @@ fn grace_period_not_longer_than_the_shutdown_timeout_fails_the_render() {
 #[test]
 fn cluster_role_grants_list_and_watch_exactly_on_the_default_kinds() {
     let docs = render("");
-    assert_eq!(watchable_grants(&docs), default_watchable());
+    let mut expected = default_watchable();
+    expected.extend(crd_watch());
+    assert_eq!(watchable_grants(&docs), expected);
     let role = one(&docs, "ClusterRole");
     for rule in role["rules"].as_array().unwrap() {
         let groups = strings(&rule["apiGroups"]);
@@ -415,6 +422,7 @@ fn extra_watchable_resources_add_exactly_their_kinds() {
          - apiGroup: \"\"\n    resources: [nodes]\n",
     );
     let mut expected = default_watchable();
+    expected.extend(crd_watch());
     expected.extend(pairs(&[
         ("cert-manager.io", &["certificates", "issuers"]),
         ("", &["nodes"]),
@@ -423,12 +431,25 @@ fn extra_watchable_resources_add_exactly_their_kinds() {
 }
 
 #[test]
-fn watchable_resources_can_be_narrowed() {
-    let docs = render("watchableResources:\n  - apiGroup: apps\n    resources: [deployments]\n");
+fn watchable_resources_can_be_narrowed_to_a_single_kind() {
+    let docs = render(
+        "watchableResources:\n  - apiGroup: apps\n    resources: [deployments]\n\
+         rbac: {watchCustomResourceDefinitions: false}\n",
+    );
     assert_eq!(
         watchable_grants(&docs),
-        pairs(&[("apps", &["deployments"])])
+        pairs(&[("apps", &["deployments"])]),
+        "nothing but the one kind is readable"
     );
+}
+
+#[test]
+fn crd_watch_is_granted_by_default_and_can_be_turned_off() {
+    let grants = watchable_grants(&render(""));
+    assert!(crd_watch().is_subset(&grants), "{grants:?}");
+    let grants = watchable_grants(&render("rbac: {watchCustomResourceDefinitions: false}\n"));
+    assert!(crd_watch().is_disjoint(&grants), "{grants:?}");
+    assert_eq!(grants, default_watchable());
 }
 
 #[test]
