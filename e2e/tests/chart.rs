@@ -1135,3 +1135,231 @@ fn dockerfile_builds_the_locked_release_binary_into_a_non_root_minimal_image() {
         "the chart runs the image's user"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Operator docs shipped with the chart
+// ---------------------------------------------------------------------------------------------
+
+/// The operator docs this file checks: configuration, observability, security, quickstart and
+/// the troubleshooting runbooks.
+fn operator_docs() -> Vec<PathBuf> {
+    let docs = tools::workspace_root().join("docs");
+    let mut files: Vec<PathBuf> = [
+        "configuration.md",
+        "observability.md",
+        "security.md",
+        "quickstart.md",
+    ]
+    .iter()
+    .map(|f| docs.join(f))
+    .collect();
+    let mut runbooks: Vec<PathBuf> = std::fs::read_dir(docs.join("troubleshooting"))
+        .expect("docs/troubleshooting exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    runbooks.sort();
+    files.extend(runbooks);
+    files
+}
+
+/// GitHub's anchor of a heading: lower case, punctuation dropped, spaces to dashes.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+fn anchors(markdown: &str) -> BTreeSet<String> {
+    let mut in_code = false;
+    let mut out = BTreeSet::new();
+    for line in markdown.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+        } else if !in_code && line.starts_with('#') {
+            out.insert(anchor(line.trim_start_matches('#')));
+        }
+    }
+    out
+}
+
+/// Relative link targets (`](path#anchor)`) outside code blocks.
+fn relative_links(markdown: &str) -> Vec<String> {
+    let mut in_code = false;
+    let mut links = Vec::new();
+    for line in markdown.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        if in_code {
+            continue;
+        }
+        for part in line.split("](").skip(1) {
+            let Some(target) = part.split(')').next() else {
+                continue;
+            };
+            if !target.starts_with("http") && !target.starts_with("mailto:") {
+                links.push(target.to_owned());
+            }
+        }
+    }
+    links
+}
+
+#[test]
+fn relative_links_in_the_operator_docs_resolve() {
+    let files = operator_docs();
+    assert!(files.len() >= 14, "docs found: {files:?}");
+    let mut checked = 0;
+    for file in &files {
+        let text = read(file);
+        for link in relative_links(&text) {
+            let (path, fragment) = link.split_once('#').unwrap_or((link.as_str(), ""));
+            let target = if path.is_empty() {
+                file.clone()
+            } else {
+                file.parent().unwrap().join(path)
+            };
+            assert!(
+                target.exists(),
+                "{}: link {link} points nowhere",
+                file.display()
+            );
+            if !fragment.is_empty() && target.extension().is_some_and(|e| e == "md") {
+                assert!(
+                    anchors(&read(&target)).contains(fragment),
+                    "{}: link {link}: no heading #{fragment} in {}",
+                    file.display(),
+                    target.display()
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 30, "links were checked: {checked}");
+}
+
+#[test]
+fn every_problem_state_has_a_runbook_linked_from_the_index() {
+    let dir = tools::workspace_root().join("docs").join("troubleshooting");
+    let index = read(&dir.join("README.md"));
+    for state in watchpool_api::TargetState::ALL {
+        if state == watchpool_api::TargetState::Watching {
+            continue;
+        }
+        let page = match state {
+            watchpool_api::TargetState::NotFound => "not-found.md".to_owned(),
+            other => format!("{}.md", other.as_str().to_lowercase()),
+        };
+        let runbook = read(&dir.join(&page));
+        for section in ["## Meaning", "## Impact", "## Diagnosis", "## Mitigation"] {
+            assert!(runbook.contains(section), "{page} has a {section} section");
+        }
+        assert!(
+            index.contains(&format!("`{}`", state.as_str()))
+                && index.contains(&format!("]({page})")),
+            "the index names {} and links {page}",
+            state.as_str()
+        );
+    }
+    for page in ["invalid-spec.md", "cpu-throttled.md"] {
+        assert!(dir.join(page).is_file(), "{page} exists");
+        assert!(
+            index.contains(&format!("]({page})")),
+            "the index links {page}"
+        );
+    }
+}
+
+#[test]
+fn observability_docs_name_every_metric_and_error_reason() {
+    let text = read(
+        &tools::workspace_root()
+            .join("docs")
+            .join("observability.md"),
+    );
+    for metric in [
+        "watchpool_watch_events_total",
+        "watchpool_watch_reconnects_total",
+        "watchpool_watch_relists_total",
+        "watchpool_watch_errors_total",
+        "watchpool_watch_targets",
+        "watchpool_cache_objects",
+        "watchpool_pool_cpu_seconds_total",
+        "watchpool_pool_cpu_throttled_seconds_total",
+        "watchpool_pool_cpu_throttled",
+        "watchpool_reconcile_total",
+        "watchpool_reconcile_errors_total",
+        "watchpool_reconcile_duration_seconds",
+        "watchpool_status_writes_total",
+        "watchpool_leader",
+        "watchpool_build_info",
+    ] {
+        assert!(
+            text.contains(&format!("`{metric}`")),
+            "observability.md documents {metric}"
+        );
+    }
+    for state in watchpool_api::TargetState::ALL {
+        assert!(
+            text.contains(&format!("`{}`", state.as_str())),
+            "state {}",
+            state.as_str()
+        );
+    }
+    for reason in [
+        "Gone",
+        "ResourceVersionTooLarge",
+        "Throttled",
+        "ServerError",
+        "Unauthorized",
+        "Forbidden",
+        "NotFound",
+        "ConnectionFailed",
+        "ConnectionReset",
+        "RequestTimeout",
+        "IdleTimeout",
+        "EmptyWatch",
+        "DecodeError",
+        "EventTooLarge",
+        "TooManyObjects",
+        "RetriesExhausted",
+        "Unknown",
+    ] {
+        assert!(
+            text.contains(&format!("`{reason}`")),
+            "error reason {reason}"
+        );
+    }
+}
+
+#[test]
+fn configuration_docs_name_every_helm_value() {
+    let text = read(
+        &tools::workspace_root()
+            .join("docs")
+            .join("configuration.md"),
+    );
+    let mut missing = Vec::new();
+    let documented = values_yaml_keys()
+        .into_iter()
+        .filter(|(_, comments)| comments.iter().any(|c| c.starts_with("-- ")));
+    for (key, _) in documented {
+        // Probe timings are listed together: `livenessProbe.{initialDelaySeconds,…}`.
+        let grouped = key
+            .rsplit_once('.')
+            .is_some_and(|(parent, _)| text.contains(&format!("`{parent}.{{")));
+        if !text.contains(&format!("`{key}`")) && !grouped {
+            missing.push(key);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "values not in docs/configuration.md: {missing:?}"
+    );
+}
