@@ -208,9 +208,17 @@ pub async fn run(
     let api: Api<WatchPolicy> = Api::all(ctx.client.clone());
     let controller = Controller::new(api, watcher::Config::default().any_semantic());
     let store = controller.store();
+    // The store's readiness signal wakes only its last waiter (the controller's own), so poll it.
     let sync_task = tokio::spawn(async move {
-        if store.wait_until_ready().await.is_ok() {
-            synced();
+        loop {
+            match tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await {
+                Ok(Ok(())) => {
+                    synced();
+                    return;
+                }
+                Ok(Err(_)) => return,
+                Err(_) => {}
+            }
         }
     });
     let stopping = stop.clone();

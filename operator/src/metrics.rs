@@ -217,55 +217,55 @@ impl prometheus_client::collector::Collector for PoolCollector {
         encode(
             &mut encoder,
             "watchpool_watch_events",
-            "Watch events received, by type.",
+            "Watch events received, by type",
             &events,
         )?;
         encode(
             &mut encoder,
             "watchpool_watch_reconnects",
-            "Watch connections re-opened after the first.",
+            "Watch connections re-opened after the first",
             &reconnects,
         )?;
         encode(
             &mut encoder,
             "watchpool_watch_relists",
-            "Full relists after the initial list.",
+            "Full relists after the initial list",
             &relists,
         )?;
         encode(
             &mut encoder,
             "watchpool_watch_errors",
-            "Failed lists and watches, by reason.",
+            "Failed lists and watches, by reason",
             &errors,
         )?;
         encode(
             &mut encoder,
             "watchpool_watch_targets",
-            "Watches by state.",
+            "Watches by state",
             &targets,
         )?;
         encode(
             &mut encoder,
             "watchpool_cache_objects",
-            "Objects cached.",
+            "Objects cached",
             &objects,
         )?;
         encode(
             &mut encoder,
             "watchpool_pool_cpu_seconds",
-            "CPU seconds used by the pool's tasks.",
+            "CPU seconds used by the pool's tasks",
             &cpu,
         )?;
         encode(
             &mut encoder,
             "watchpool_pool_cpu_throttled_seconds",
-            "Seconds the pool's tasks were held back by its CPU budget.",
+            "Seconds the pool's tasks were held back by its CPU budget",
             &throttled_seconds,
         )?;
         encode(
             &mut encoder,
             "watchpool_pool_cpu_throttled",
-            "1 while the pool is held to its CPU budget.",
+            "1 while the pool is held to its CPU budget",
             &throttled,
         )?;
         Ok(())
@@ -312,33 +312,33 @@ impl Metrics {
         let pools = Arc::new(PoolHealthSources::default());
         registry.register(
             "watchpool_reconcile",
-            "Reconciles of WatchPolicies, by result.",
+            "Reconciles of WatchPolicies, by result",
             reconcile_total.clone(),
         );
         registry.register(
             "watchpool_reconcile_errors",
-            "Reconciles that failed, by error category.",
+            "Reconciles that failed, by error category",
             reconcile_errors.clone(),
         );
         registry.register_with_unit(
             "watchpool_reconcile_duration",
-            "Time taken by each reconcile.",
+            "Time taken by each reconcile",
             prometheus_client::registry::Unit::Seconds,
             reconcile_duration.clone(),
         );
         registry.register(
             "watchpool_status_writes",
-            "Status writes, per policy.",
+            "Status writes, per policy",
             status_writes.clone(),
         );
         registry.register(
             "watchpool_leader",
-            "1 while this replica holds the leader Lease (or runs alone).",
+            "1 while this replica holds the leader Lease (or runs alone)",
             leader.clone(),
         );
         registry.register(
             "watchpool_build",
-            "Version and git commit of the running operator.",
+            "Version and git commit of the running operator",
             Info::new(BuildLabels {
                 version: version.to_owned(),
                 git_commit: git_commit.to_owned(),

@@ -1,0 +1,261 @@
+//! The operator binary against the emulator: validation and trust, finalizer, suspend, the
+//! admin endpoints.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // integration tests: a panic is a failure report
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use kube_emulator::{Fault, FaultSpec};
+use serde_json::{Value, json};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_spec_gets_invalid_spec_with_field_path_and_other_policies_stay_served() {
+    let c = cluster().await;
+    c.namespace("team-a");
+    c.policy("team-a", "good", configmap_spec());
+    c.policy(
+        "team-a",
+        "bad",
+        json!({"targets": [{"apiVersion": "v1", "kind": "ConfigMap"}], "backoff": {"initial": "1m", "max": "1s"}}),
+    );
+    let op = start_operator(&c, &[], &[("POD_NAMESPACE", "ops")]).await;
+
+    wait_for(
+        "InvalidSpec on the bad policy",
+        Duration::from_secs(20),
+        || {
+            c.condition("team-a", "bad", "Ready")
+                .is_some_and(|r| r["reason"] == "InvalidSpec")
+        },
+    )
+    .await;
+    let ready = c.condition("team-a", "bad", "Ready").unwrap();
+    assert_eq!(ready["status"], "False");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.backoff.initial"),
+        "{ready}"
+    );
+
+    // The good policy has a pool and a status of its own.
+    wait_for(
+        "a status on the good policy",
+        Duration::from_secs(20),
+        || {
+            c.condition("team-a", "good", "Ready")
+                .is_some_and(|r| r["reason"] != "InvalidSpec")
+        },
+    )
+    .await;
+    let (code, body) = op.get("/debug/pools").await;
+    assert_eq!(code, 200);
+    let pools: Value = serde_json::from_str(&body).unwrap();
+    let phase = |name: &str| {
+        pools["policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| p["phase"].clone())
+    };
+    assert_eq!(phase("bad"), Some(json!("InvalidSpec")));
+    assert_eq!(phase("good"), Some(json!("Running")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_outside_the_trusted_namespaces_may_not_watch_elsewhere() {
+    let c = cluster().await;
+    for ns in ["team-a", "team-b", "ops"] {
+        c.namespace(ns);
+    }
+    c.policy(
+        "team-a",
+        "sneaky",
+        json!({"targets": [{"apiVersion": "v1", "kind": "Secret", "namespaces": ["team-b"]}]}),
+    );
+    c.policy(
+        "ops",
+        "trusted",
+        json!({"targets": [{"apiVersion": "v1", "kind": "ConfigMap", "namespaces": ["team-b"]}]}),
+    );
+    let _op = start_operator(&c, &["--trusted-namespaces", "ops"], &[]).await;
+    wait_for(
+        "InvalidSpec naming the namespace",
+        Duration::from_secs(20),
+        || {
+            c.condition("team-a", "sneaky", "Ready").is_some_and(|r| {
+                r["reason"] == "InvalidSpec"
+                    && r["message"].as_str().unwrap_or("").contains("team-b")
+            })
+        },
+    )
+    .await;
+    wait_for(
+        "the trusted policy to be accepted",
+        Duration::from_secs(20),
+        || {
+            c.condition("ops", "trusted", "Ready")
+                .is_some_and(|r| r["reason"] != "InvalidSpec")
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_waits_for_the_pool_teardown_then_the_object_goes() {
+    let c = cluster().await;
+    c.policy("default", "doomed", configmap_spec());
+    let op = start_operator(&c, &[], &[]).await;
+    wait_for("the finalizer", Duration::from_secs(20), || {
+        c.get_policy("default", "doomed").is_some_and(|p| {
+            p["metadata"]["finalizers"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|x| x == "watchpool.dev/cleanup"))
+        })
+    })
+    .await;
+    wait_for_async("a running pool", Duration::from_secs(20), || async {
+        let (_, body) = op.get("/debug/pools").await;
+        body.contains("\"doomed\"")
+    })
+    .await;
+    c.emu
+        .delete("watchpool.dev/v1alpha1", "WatchPolicy", "default", "doomed")
+        .unwrap();
+    wait_for("the object to go", Duration::from_secs(20), || {
+        c.get_policy("default", "doomed").is_none()
+    })
+    .await;
+    let (_, body) = op.get("/debug/pools").await;
+    assert!(
+        !body.contains("\"doomed\""),
+        "pool still listed after delete: {body}"
+    );
+    assert!(
+        op.has_log("pool torn down; releasing the policy"),
+        "{:#?}",
+        op.logs()
+    );
+    let (_, metrics) = op.get("/metrics").await;
+    assert!(
+        !metrics.contains("policy=\"doomed\""),
+        "series of a deleted policy remain:\n{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspend_stops_the_pool_and_reports_suspended_targets() {
+    let c = cluster().await;
+    c.policy("default", "sleepy", configmap_spec());
+    let op = start_operator(&c, &[], &[]).await;
+    wait_for_async("a running pool", Duration::from_secs(20), || async {
+        let (_, body) = op.get("/debug/pools").await;
+        body.contains("\"Running\"")
+    })
+    .await;
+    c.emu
+        .patch_merge(
+            "watchpool.dev/v1alpha1",
+            "WatchPolicy",
+            "default",
+            "sleepy",
+            json!({"spec": {"suspend": true}}),
+            false,
+        )
+        .unwrap();
+    wait_for("Ready=False Suspended", Duration::from_secs(20), || {
+        c.condition("default", "sleepy", "Ready")
+            .is_some_and(|r| r["reason"] == "Suspended")
+    })
+    .await;
+    let p = c.get_policy("default", "sleepy").unwrap();
+    assert_eq!(
+        p["status"]["observedGeneration"],
+        p["metadata"]["generation"]
+    );
+    assert_eq!(p["status"]["targets"][0]["state"], "Suspended");
+    assert_eq!(p["status"]["targets"][0]["namespace"], "default");
+    let (_, body) = op.get("/debug/pools").await;
+    let pools: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(pools["policies"][0]["phase"], "Suspended");
+    assert_eq!(pools["policies"][0]["watches"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_503_until_the_policy_watch_syncs_then_200() {
+    let c = cluster().await;
+    // Hold the operator's first WatchPolicy list back for two seconds.
+    c.emu.faults().add(
+        FaultSpec::new(Fault::Latency {
+            ms: 2000,
+            jitter_ms: 0,
+            headers_never: false,
+        })
+        .verbs(&["list"])
+        .resource("watchpolicies")
+        .count(1),
+    );
+    let op = start_operator(&c, &[], &[]).await;
+    let (code, body) = op.get("/readyz").await;
+    assert_eq!(code, 503, "{body}");
+    let (code, _) = op.get("/livez").await;
+    assert_eq!(code, 200);
+    wait_for_async("readyz 200", Duration::from_secs(20), || async {
+        op.get("/readyz").await.0 == 200
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_and_carry_the_documented_names() {
+    let c = cluster().await;
+    c.policy("default", "observed", configmap_spec());
+    let op = start_operator(&c, &[], &[]).await;
+    wait_for("a status", Duration::from_secs(20), || {
+        c.condition("default", "observed", "Ready").is_some()
+    })
+    .await;
+    wait_for_async(
+        "the status write to be counted",
+        Duration::from_secs(10),
+        || async {
+            op.get("/metrics")
+                .await
+                .1
+                .contains("watchpool_status_writes_total{")
+        },
+    )
+    .await;
+    let (code, text) = op.get("/metrics").await;
+    assert_eq!(code, 200);
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    // Every sample line is `name{labels} value` with a numeric value.
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let value = line.rsplit(' ').next().unwrap();
+        assert!(value.parse::<f64>().is_ok(), "unparsable sample: {line}");
+        let name = line.split(['{', ' ']).next().unwrap();
+        assert!(name.starts_with("watchpool_"), "foreign metric: {line}");
+    }
+    for name in [
+        "watchpool_reconcile_total{result=\"success\"}",
+        "watchpool_reconcile_duration_seconds_count",
+        "watchpool_status_writes_total{policy_namespace=\"default\",policy=\"observed\"}",
+        "watchpool_leader 1",
+        "watchpool_build_info{version=",
+        "# TYPE watchpool_watch_events counter",
+        "# TYPE watchpool_watch_targets gauge",
+        "# TYPE watchpool_pool_cpu_seconds counter",
+        "# TYPE watchpool_watch_relists counter",
+        "# TYPE watchpool_cache_objects gauge",
+    ] {
+        assert!(text.contains(name), "missing {name} in\n{text}");
+    }
+}
