@@ -1,0 +1,401 @@
+//! The compact object cache of one watch: raw JSON bytes plus the few parsed fields the engine
+//! needs (uid, resourceVersion), keyed by namespace/name. No `serde_json::Value` trees.
+//!
+//! A pool's caches share one [`ObjectBudget`] that enforces `limits.maxObjects` across the pool.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+
+use crate::health::{CacheView, WatchKey, digest};
+
+/// The pool-wide count of cached objects and its cap (`limits.maxObjects`).
+#[derive(Debug)]
+pub struct ObjectBudget {
+    used: AtomicU64,
+    max: AtomicU64,
+}
+
+impl ObjectBudget {
+    /// A budget of `max` objects.
+    pub fn new(max: u64) -> Self {
+        Self {
+            used: AtomicU64::new(0),
+            max: AtomicU64::new(max),
+        }
+    }
+
+    /// Objects cached across the pool.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// The cap.
+    pub fn max(&self) -> u64 {
+        self.max.load(Ordering::Relaxed)
+    }
+
+    /// Changes the cap (reconfigure in place).
+    pub fn set_max(&self, max: u64) {
+        self.max.store(max, Ordering::Relaxed);
+    }
+
+    /// Tries to take `n` more objects; false (nothing taken) when that would exceed the cap.
+    fn try_take(&self, n: u64) -> bool {
+        let max = self.max();
+        self.used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                let next = used.checked_add(n)?;
+                (next <= max).then_some(next)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, n: u64) {
+        // Saturating: never wraps even if accounting were off.
+        let _ = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                Some(used.saturating_sub(n))
+            });
+    }
+}
+
+/// One cached object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CachedObject {
+    /// `metadata.uid`.
+    pub uid: Box<str>,
+    /// `metadata.resourceVersion`.
+    pub resource_version: Box<str>,
+    /// The raw JSON of the whole object, or of its `metadata` only for `metadataOnly` watches.
+    pub raw: Bytes,
+}
+
+/// The identity of a cached object as tests compare it with the API server.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectIdentity {
+    /// `metadata.uid`.
+    pub uid: String,
+    /// `metadata.namespace`, empty for cluster-scoped objects.
+    pub namespace: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.resourceVersion`.
+    pub resource_version: String,
+}
+
+/// Key of a cached object: `namespace/name` (`/name` when cluster-scoped).
+pub(crate) fn object_key(namespace: Option<&str>, name: &str) -> Box<str> {
+    let ns = namespace.unwrap_or("");
+    let mut key = String::with_capacity(ns.len() + 1 + name.len());
+    key.push_str(ns);
+    key.push('/');
+    key.push_str(name);
+    key.into_boxed_str()
+}
+
+/// The cache was refused an object because the pool is at `limits.maxObjects`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the pool would cache more than {max} objects")]
+pub struct TooManyObjects {
+    /// The cap that was hit.
+    pub max: u64,
+}
+
+/// What applying a watch event did to the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// A new object.
+    Added,
+    /// An object replaced by a newer version.
+    Modified,
+    /// An object removed.
+    Deleted,
+    /// Nothing changed (an older or equal version, or a delete of an unknown object).
+    Unchanged,
+}
+
+#[derive(Debug, Default)]
+struct Store {
+    objects: HashMap<Box<str>, CachedObject>,
+}
+
+/// The cache of one watch. Cheap to clone (shared); locks are never held across an await.
+#[derive(Clone, Debug)]
+pub struct Cache {
+    key: Arc<WatchKey>,
+    store: Arc<Mutex<Store>>,
+    budget: Arc<ObjectBudget>,
+    changes: Option<Arc<tokio::sync::watch::Sender<u64>>>,
+}
+
+fn lock(store: &Mutex<Store>) -> MutexGuard<'_, Store> {
+    store.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Compares two resourceVersions as the API server's integers when both parse; otherwise any
+/// difference counts as newer (resourceVersions are opaque to clients).
+fn is_older(candidate: &str, current: &str) -> bool {
+    match (candidate.parse::<u64>(), current.parse::<u64>()) {
+        (Ok(a), Ok(b)) => a < b,
+        _ => false,
+    }
+}
+
+impl Cache {
+    /// An empty cache for `key`, drawing on the pool's `budget`.
+    pub fn new(key: WatchKey, budget: Arc<ObjectBudget>) -> Self {
+        Self {
+            key: Arc::new(key),
+            store: Arc::new(Mutex::new(Store::default())),
+            budget,
+            changes: None,
+        }
+    }
+
+    /// Bumps `changes` whenever an object is added or modified, or the cache is replaced by a
+    /// list (used to notice CRDs appearing).
+    pub fn with_change_signal(mut self, changes: Arc<tokio::sync::watch::Sender<u64>>) -> Self {
+        self.changes = Some(changes);
+        self
+    }
+
+    fn signal_change(&self) {
+        if let Some(changes) = &self.changes {
+            changes.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    /// The watch this cache belongs to.
+    pub fn key(&self) -> &WatchKey {
+        &self.key
+    }
+
+    /// Number of cached objects.
+    pub fn len(&self) -> u64 {
+        lock(&self.store).objects.len() as u64
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Applies an ADDED or MODIFIED event.
+    pub fn upsert(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        object: CachedObject,
+    ) -> Result<Applied, TooManyObjects> {
+        let key = object_key(namespace, name);
+        let mut store = lock(&self.store);
+        match store.objects.get_mut(&key) {
+            Some(existing) => {
+                if existing.uid == object.uid
+                    && is_older(&object.resource_version, &existing.resource_version)
+                {
+                    return Ok(Applied::Unchanged);
+                }
+                *existing = object;
+                drop(store);
+                self.signal_change();
+                Ok(Applied::Modified)
+            }
+            None => {
+                if !self.budget.try_take(1) {
+                    return Err(TooManyObjects {
+                        max: self.budget.max(),
+                    });
+                }
+                store.objects.insert(key, object);
+                drop(store);
+                self.signal_change();
+                Ok(Applied::Added)
+            }
+        }
+    }
+
+    /// Applies a DELETED event.
+    pub fn remove(&self, namespace: Option<&str>, name: &str) -> Applied {
+        let key = object_key(namespace, name);
+        let removed = lock(&self.store).objects.remove(&key);
+        match removed {
+            Some(_) => {
+                self.budget.give_back(1);
+                Applied::Deleted
+            }
+            None => Applied::Unchanged,
+        }
+    }
+
+    /// Replaces the whole content with a fresh list. Returns how many cached objects vanished
+    /// (the deletes a consumer would see). Refused, leaving the cache as it was, when the new
+    /// content would put the pool over its cap.
+    pub fn replace(&self, objects: HashMap<Box<str>, CachedObject>) -> Result<u64, TooManyObjects> {
+        let mut store = lock(&self.store);
+        let old_len = store.objects.len() as u64;
+        let new_len = objects.len() as u64;
+        if new_len > old_len {
+            if !self.budget.try_take(new_len - old_len) {
+                return Err(TooManyObjects {
+                    max: self.budget.max(),
+                });
+            }
+        } else {
+            self.budget.give_back(old_len - new_len);
+        }
+        let vanished = store
+            .objects
+            .keys()
+            .filter(|key| !objects.contains_key(*key))
+            .count() as u64;
+        store.objects = objects;
+        drop(store);
+        self.signal_change();
+        Ok(vanished)
+    }
+
+    /// Checks whether `n` objects would fit the pool's budget once this cache's own objects are
+    /// released (used while a list is being paged in).
+    pub fn fits(&self, n: u64) -> bool {
+        let own = self.len();
+        self.budget.used().saturating_sub(own).saturating_add(n) <= self.budget.max()
+    }
+
+    /// Empties the cache and returns its objects to the pool's budget.
+    pub fn clear(&self) {
+        let mut store = lock(&self.store);
+        let n = store.objects.len() as u64;
+        store.objects = HashMap::new();
+        self.budget.give_back(n);
+    }
+
+    /// Count and digest of the cached (uid, resourceVersion) pairs.
+    pub fn view(&self) -> CacheView {
+        let store = lock(&self.store);
+        let digest = digest(
+            store
+                .objects
+                .values()
+                .map(|o| (&*o.uid, &*o.resource_version)),
+        );
+        CacheView {
+            key: (*self.key).clone(),
+            count: store.objects.len() as u64,
+            digest,
+        }
+    }
+
+    /// The cached objects' identities, sorted (for tests and diagnostics).
+    pub fn identities(&self) -> Vec<ObjectIdentity> {
+        let store = lock(&self.store);
+        let mut out: Vec<ObjectIdentity> = store
+            .objects
+            .iter()
+            .map(|(key, o)| {
+                let (namespace, name) = key.split_once('/').unwrap_or(("", key));
+                ObjectIdentity {
+                    uid: o.uid.to_string(),
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                    resource_version: o.resource_version.to_string(),
+                }
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The raw bytes stored for an object, if cached.
+    pub fn raw(&self, namespace: Option<&str>, name: &str) -> Option<Bytes> {
+        let key = object_key(namespace, name);
+        lock(&self.store).objects.get(&key).map(|o| o.raw.clone())
+    }
+
+    /// Bytes held by the cached raw objects (an estimate of the cache's memory).
+    pub fn raw_bytes(&self) -> u64 {
+        lock(&self.store)
+            .objects
+            .values()
+            .map(|o| o.raw.len() as u64)
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use watchpool_api::{NamespaceScope, TargetConfig};
+
+    use super::*;
+
+    fn key() -> WatchKey {
+        WatchKey {
+            target: TargetConfig {
+                api_version: "v1".into(),
+                group: String::new(),
+                version: "v1".into(),
+                kind: "ConfigMap".into(),
+                scope: NamespaceScope::All,
+                label_selector: None,
+                field_selector: None,
+                metadata_only: false,
+            },
+            namespace: None,
+        }
+    }
+
+    fn obj(uid: &str, rv: &str) -> CachedObject {
+        CachedObject {
+            uid: uid.into(),
+            resource_version: rv.into(),
+            raw: Bytes::from_static(b"{}"),
+        }
+    }
+
+    #[test]
+    fn budget_caps_the_pool_across_caches() {
+        let budget = Arc::new(ObjectBudget::new(2));
+        let a = Cache::new(key(), budget.clone());
+        let b = Cache::new(key(), budget.clone());
+        assert_eq!(a.upsert(Some("ns"), "x", obj("1", "1")), Ok(Applied::Added));
+        assert_eq!(b.upsert(Some("ns"), "y", obj("2", "2")), Ok(Applied::Added));
+        assert!(b.upsert(Some("ns"), "z", obj("3", "3")).is_err());
+        assert_eq!(b.remove(Some("ns"), "y"), Applied::Deleted);
+        assert_eq!(budget.used(), 1);
+        assert_eq!(b.upsert(Some("ns"), "z", obj("3", "3")), Ok(Applied::Added));
+    }
+
+    #[test]
+    fn older_versions_never_replace_newer_ones() {
+        let cache = Cache::new(key(), Arc::new(ObjectBudget::new(10)));
+        cache.upsert(None, "x", obj("1", "10")).ok();
+        assert_eq!(
+            cache.upsert(None, "x", obj("1", "9")),
+            Ok(Applied::Unchanged)
+        );
+        assert_eq!(
+            cache.upsert(None, "x", obj("1", "11")),
+            Ok(Applied::Modified)
+        );
+        assert_eq!(cache.identities()[0].resource_version, "11");
+    }
+
+    #[test]
+    fn replace_counts_vanished_objects_and_adjusts_budget() {
+        let budget = Arc::new(ObjectBudget::new(10));
+        let cache = Cache::new(key(), budget.clone());
+        cache.upsert(Some("a"), "x", obj("1", "1")).ok();
+        cache.upsert(Some("a"), "y", obj("2", "2")).ok();
+        let mut fresh = HashMap::new();
+        fresh.insert(object_key(Some("a"), "y"), obj("2", "3"));
+        assert_eq!(cache.replace(fresh), Ok(1));
+        assert_eq!(budget.used(), 1);
+        assert_eq!(cache.view().digest, digest([("2", "3")]));
+        cache.clear();
+        assert_eq!(budget.used(), 0);
+    }
+}
