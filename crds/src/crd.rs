@@ -131,6 +131,7 @@ pub fn api_reference_markdown() -> String {
         }
         out.push('\n');
     }
+    out.push_str(FORMATS);
     for root in ["spec", "status"] {
         if let Some(node) = schema.pointer(&format!("/properties/{root}")) {
             let _ = writeln!(out, "## `{root}`\n");
@@ -140,6 +141,34 @@ pub fn api_reference_markdown() -> String {
     }
     out
 }
+
+/// What the schema cannot say by itself: the value formats and the rules only the operator
+/// checks.
+const FORMATS: &str = "## Value formats
+
+- **Durations** are Go-style strings: one or more `<number><unit>` with units `ns`, `us`, `ms`, \
+`s`, `m`, `h` and an optional decimal part (`800ms`, `90s`, `1h30m`, `1.5s`), or `0`. No sign.
+- **CPU** is a Kubernetes quantity string (`100m` = a tenth of a core, `0.5`, `1`), rounded up \
+to a whole millicore. Quote plain numbers in YAML (`cpu: \"1\"`).
+- **Sizes** are Kubernetes quantity strings of bytes (`16Mi`, `1Gi`, `500k`, `1e6`, `1048576`), \
+rounded up to a whole byte. Quote plain numbers in YAML.
+
+## Rules checked by the operator only
+
+The API server enforces every bound and CEL rule listed below at admission. The operator checks \
+all of them again (a policy that slips past gets `Ready=False`, reason `InvalidSpec`, with a \
+message naming the field), and also what the schema cannot know:
+
+- a target may watch namespaces other than the policy's own, or `[\"*\"]`, only when the \
+policy lives in a namespace the operator trusts;
+- label and field selectors must parse as Kubernetes selectors (`k=v`, `k==v`, `k!=v`, \
+`k in (a,b)`, `k notin (a,b)`, `k`, `!k`, comma for AND; `field.path=value` with `\\,` and `\\=` \
+escapes);
+- two targets that resolve to the same watches (the same namespaces in another order, a \
+namespace listed twice, the policy's own namespace written out) are duplicates;
+- Secrets (`v1`/`Secret`) are watched metadata-only unless the operator allows secret data.
+
+";
 
 fn list_code(items: &[String]) -> String {
     items
