@@ -2,6 +2,8 @@
 //! each with a compact cache, health, and a share of the pool's CPU budget.
 
 pub mod backoff;
+pub mod client;
+pub mod decode;
 pub mod health;
 pub mod pool;
 
