@@ -1,0 +1,661 @@
+//! CRUD, patch, apply, finalizer, status and dry-run semantics, driven through kube-rs.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a test failure
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{
+    Widget, WidgetSpec, WidgetStatus, install_widget_crd, requests_of, start, wait_until,
+};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::{Error as KubeError, ResourceExt};
+use serde_json::json;
+
+fn cm(name: &str, data: &[(&str, &str)]) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        data: Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+        ),
+        ..Default::default()
+    }
+}
+
+fn api_code(e: KubeError) -> (u16, String) {
+    match e {
+        KubeError::Api(s) => (s.code, s.reason),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn configmap_create_get_list_update_delete_round_trip() {
+    let (emu, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let created = api
+        .create(&PostParams::default(), &cm("a", &[("k", "1")]))
+        .await
+        .unwrap();
+    assert!(created.metadata.uid.is_some());
+    assert!(created.metadata.creation_timestamp.is_some());
+    let rv1: u64 = created.resource_version().unwrap().parse().unwrap();
+    assert_eq!(rv1, emu.resource_version());
+
+    let got = api.get("a").await.unwrap();
+    assert_eq!(got.data.as_ref().unwrap()["k"], "1");
+
+    let list = api.list(&ListParams::default()).await.unwrap();
+    assert_eq!(list.items.len(), 1);
+    assert_eq!(
+        list.metadata.resource_version.as_deref(),
+        Some(rv1.to_string().as_str())
+    );
+
+    let mut changed = got.clone();
+    changed.data = Some([("k".to_string(), "2".to_string())].into());
+    let updated = api
+        .replace("a", &PostParams::default(), &changed)
+        .await
+        .unwrap();
+    assert!(updated.resource_version().unwrap().parse::<u64>().unwrap() > rv1);
+    assert_eq!(updated.metadata.uid, created.metadata.uid);
+
+    let deleted = api.delete("a", &DeleteParams::default()).await.unwrap();
+    assert!(
+        deleted.is_right(),
+        "an object without finalizers is gone at once (Status answer)"
+    );
+    assert_eq!(
+        api_code(api.get("a").await.unwrap_err()),
+        (404, "NotFound".into())
+    );
+}
+
+#[tokio::test]
+async fn generate_name_appends_five_characters() {
+    let (_emu, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let mut obj = cm("", &[]);
+    obj.metadata.name = None;
+    obj.metadata.generate_name = Some("gen-".into());
+    let a = api.create(&PostParams::default(), &obj).await.unwrap();
+    let b = api.create(&PostParams::default(), &obj).await.unwrap();
+    let (na, nb) = (a.name_any(), b.name_any());
+    assert!(na.starts_with("gen-") && na.len() == 9, "{na}");
+    assert_ne!(na, nb);
+    obj.metadata.generate_name = None;
+    assert_eq!(
+        api_code(api.create(&PostParams::default(), &obj).await.unwrap_err()),
+        (422, "Invalid".into())
+    );
+}
+
+#[tokio::test]
+async fn stale_resource_version_and_duplicates_are_conflicts() {
+    let (_emu, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let first = api
+        .create(&PostParams::default(), &cm("c", &[("k", "1")]))
+        .await
+        .unwrap();
+    assert_eq!(
+        api_code(
+            api.create(&PostParams::default(), &cm("c", &[]))
+                .await
+                .unwrap_err()
+        ),
+        (409, "AlreadyExists".into())
+    );
+    let mut second = first.clone();
+    second.data = Some([("k".to_string(), "2".to_string())].into());
+    api.replace("c", &PostParams::default(), &second)
+        .await
+        .unwrap();
+    // `first` still carries the old resourceVersion.
+    let mut stale = first.clone();
+    stale.data = Some([("k".to_string(), "3".to_string())].into());
+    assert_eq!(
+        api_code(
+            api.replace("c", &PostParams::default(), &stale)
+                .await
+                .unwrap_err()
+        ),
+        (409, "Conflict".into())
+    );
+    // A resourceVersion inside a merge patch is a precondition too.
+    let p = Patch::Merge(
+        json!({"metadata": {"resourceVersion": first.resource_version()}, "data": {"k": "4"}}),
+    );
+    assert_eq!(
+        api_code(
+            api.patch("c", &PatchParams::default(), &p)
+                .await
+                .unwrap_err()
+        ),
+        (409, "Conflict".into())
+    );
+    // Missing namespace.
+    let other: Api<ConfigMap> = Api::namespaced(client, "nope");
+    assert_eq!(
+        api_code(
+            other
+                .create(&PostParams::default(), &cm("x", &[]))
+                .await
+                .unwrap_err()
+        ),
+        (404, "NotFound".into())
+    );
+}
+
+#[tokio::test]
+async fn server_side_apply_creates_updates_and_reapply_is_a_noop() {
+    let (emu, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let pp = PatchParams::apply("tester").force();
+    let cfg = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}, "data": {"a": "1", "b": "2"}});
+    let created = api.patch("s", &pp, &Patch::Apply(&cfg)).await.unwrap();
+    assert_eq!(created.data.as_ref().unwrap().len(), 2);
+    let created_req = requests_of(&emu, "patch", "configmaps");
+    assert_eq!(
+        created_req.last().unwrap().status,
+        201,
+        "apply on a missing object creates it"
+    );
+    assert!(
+        created
+            .metadata
+            .managed_fields
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|m| m.manager.as_deref() == Some("tester"))
+    );
+
+    let again = api.patch("s", &pp, &Patch::Apply(&cfg)).await.unwrap();
+    assert_eq!(
+        again.resource_version(),
+        created.resource_version(),
+        "identical re-apply must not bump the RV"
+    );
+
+    // Dropping a field this manager applied before removes it.
+    let cfg2 = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}, "data": {"a": "1"}});
+    let updated = api.patch("s", &pp, &Patch::Apply(&cfg2)).await.unwrap();
+    assert_eq!(
+        updated.data.unwrap(),
+        BTreeMap::from([("a".to_string(), "1".to_string())])
+    );
+
+    // Without a field manager apply is refused.
+    let err = api
+        .patch("s", &PatchParams::default(), &Patch::Apply(&cfg))
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(err).0, 422);
+}
+
+#[tokio::test]
+async fn merge_json_and_strategic_patches_follow_their_rfcs() {
+    let (_emu, client) = start().await;
+    install_widget_crd(&client).await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    api.create(&PostParams::default(), &cm("p", &[("a", "1"), ("b", "2")]))
+        .await
+        .unwrap();
+    let merged = api
+        .patch(
+            "p",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"a": null, "c": "3"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        merged.data.unwrap(),
+        BTreeMap::from([("b".into(), "2".into()), ("c".into(), "3".into())])
+    );
+
+    let ops = json!([
+        {"op": "test", "path": "/metadata/finalizers", "value": null},
+        {"op": "add", "path": "/data/d", "value": "4"}
+    ]);
+    let patched: ConfigMap = json_patch(&client, "/api/v1/namespaces/default/configmaps/p", ops)
+        .await
+        .unwrap();
+    assert_eq!(patched.data.unwrap()["d"], "4");
+
+    let failing = json!([{"op": "test", "path": "/data/d", "value": "5"}]);
+    let err = json_patch::<ConfigMap>(&client, "/api/v1/namespaces/default/configmaps/p", failing)
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(err), (422, "Invalid".into()));
+
+    let strategic = api
+        .patch(
+            "p",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"data": {"e": "5"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(strategic.data.unwrap()["e"], "5");
+
+    let widgets: Api<Widget> = Api::namespaced(client, "default");
+    widgets
+        .create(
+            &PostParams::default(),
+            &Widget::new(
+                "w",
+                WidgetSpec {
+                    size: 1,
+                    color: "red".into(),
+                },
+            ),
+        )
+        .await
+        .unwrap();
+    let err = widgets
+        .patch(
+            "w",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"size": 2}})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(err), (415, "UnsupportedMediaType".into()));
+}
+
+async fn json_patch<T: serde::de::DeserializeOwned>(
+    client: &kube::Client,
+    path: &str,
+    ops: serde_json::Value,
+) -> Result<T, KubeError> {
+    let req = http::Request::patch(path)
+        .header("content-type", "application/json-patch+json")
+        .body(serde_json::to_vec(&ops).unwrap())
+        .unwrap();
+    client.request::<T>(req).await
+}
+
+#[tokio::test]
+async fn status_subresource_and_generation_rules() {
+    let (_emu, client) = start().await;
+    install_widget_crd(&client).await;
+    let api: Api<Widget> = Api::namespaced(client, "default");
+    let mut w = Widget::new(
+        "w",
+        WidgetSpec {
+            size: 1,
+            color: "red".into(),
+        },
+    );
+    w.status = Some(WidgetStatus {
+        ready: true,
+        observed: 9,
+    });
+    let created = api.create(&PostParams::default(), &w).await.unwrap();
+    assert_eq!(
+        created.status, None,
+        "status is dropped on create when it is a subresource"
+    );
+    assert_eq!(created.metadata.generation, Some(1));
+
+    // Status through the main endpoint is ignored; spec change bumps generation.
+    let p = Patch::Merge(json!({"spec": {"size": 2}, "status": {"ready": true}}));
+    let after = api.patch("w", &PatchParams::default(), &p).await.unwrap();
+    assert_eq!(after.status, None);
+    assert_eq!(after.metadata.generation, Some(2));
+
+    // Status through /status changes only status and never generation.
+    let p = Patch::Merge(json!({"spec": {"size": 3}, "status": {"ready": true, "observed": 2}}));
+    let st = api
+        .patch_status("w", &PatchParams::default(), &p)
+        .await
+        .unwrap();
+    assert_eq!(st.spec.size, 2);
+    assert_eq!(
+        st.status,
+        Some(WidgetStatus {
+            ready: true,
+            observed: 2
+        })
+    );
+    assert_eq!(st.metadata.generation, Some(2));
+
+    // Metadata-only change: no generation bump.
+    let lab = api
+        .patch(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(lab.metadata.generation, Some(2));
+
+    // A no-op write keeps the resourceVersion.
+    let same = api
+        .patch_status("w", &PatchParams::default(), &p)
+        .await
+        .unwrap();
+    assert_eq!(same.resource_version(), lab.resource_version());
+
+    // Update of a CR without resourceVersion is invalid.
+    let mut no_rv = lab.clone();
+    no_rv.metadata.resource_version = None;
+    assert_eq!(
+        api_code(
+            api.replace("w", &PostParams::default(), &no_rv)
+                .await
+                .unwrap_err()
+        )
+        .0,
+        422
+    );
+}
+
+#[tokio::test]
+async fn dry_run_persists_nothing_and_emits_nothing() {
+    let (emu, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let rv = emu.resource_version();
+    let pp = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let out = api.create(&pp, &cm("d", &[])).await.unwrap();
+    assert_eq!(out.name_any(), "d");
+    assert_eq!(emu.resource_version(), rv);
+    assert_eq!(api_code(api.get("d").await.unwrap_err()).0, 404);
+    api.create(&PostParams::default(), &cm("d", &[]))
+        .await
+        .unwrap();
+    let rv = emu.resource_version();
+    api.delete(
+        "d",
+        &DeleteParams {
+            dry_run: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(emu.resource_version(), rv);
+    api.get("d").await.unwrap();
+}
+
+#[tokio::test]
+async fn finalizers_hold_deletion_until_the_last_one_is_removed() {
+    let (_emu, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let mut obj = cm("f", &[]);
+    obj.metadata.finalizers = Some(vec!["ex.dev/hold".into()]);
+    api.create(&PostParams::default(), &obj).await.unwrap();
+    let terminating = api
+        .delete("f", &DeleteParams::default())
+        .await
+        .unwrap()
+        .left()
+        .expect("object answer");
+    assert!(terminating.metadata.deletion_timestamp.is_some());
+    // A new finalizer cannot be added while terminating.
+    let p = Patch::Merge(json!({"metadata": {"finalizers": ["ex.dev/hold", "ex.dev/other"]}}));
+    assert_eq!(
+        api_code(
+            api.patch("f", &PatchParams::default(), &p)
+                .await
+                .unwrap_err()
+        )
+        .0,
+        422
+    );
+    // Removing the last one removes the object.
+    api.patch(
+        "f",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(api_code(api.get("f").await.unwrap_err()).0, 404);
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("never")]
+struct Never;
+
+#[tokio::test]
+async fn finalizer_helper_round_trip() {
+    let (_emu, client) = start().await;
+    install_widget_crd(&client).await;
+    let api: Api<Widget> = Api::namespaced(client, "default");
+    api.create(
+        &PostParams::default(),
+        &Widget::new(
+            "fw",
+            WidgetSpec {
+                size: 1,
+                color: String::new(),
+            },
+        ),
+    )
+    .await
+    .unwrap();
+    let name = "ex.dev/cleanup";
+    // First pass adds the finalizer (JSON patch with a null test on a missing path).
+    let obj = Arc::new(api.get("fw").await.unwrap());
+    finalizer(&api, name, obj, |_| async {
+        Ok::<_, Never>(Action::await_change())
+    })
+    .await
+    .unwrap();
+    let obj = api.get("fw").await.unwrap();
+    assert_eq!(obj.finalizers(), [name.to_string()]);
+    // Second pass applies.
+    let applied = std::sync::atomic::AtomicBool::new(false);
+    finalizer(&api, name, Arc::new(obj), |e| {
+        if matches!(e, FinalizerEvent::Apply(_)) {
+            applied.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        async { Ok::<_, Never>(Action::await_change()) }
+    })
+    .await
+    .unwrap();
+    assert!(applied.load(std::sync::atomic::Ordering::SeqCst));
+    // Delete: terminating; cleanup removes the finalizer and the object goes.
+    api.delete("fw", &DeleteParams::default()).await.unwrap();
+    let obj = Arc::new(api.get("fw").await.unwrap());
+    assert!(obj.metadata.deletion_timestamp.is_some());
+    finalizer(&api, name, obj, |_| async {
+        Ok::<_, Never>(Action::await_change())
+    })
+    .await
+    .unwrap();
+    assert_eq!(api_code(api.get("fw").await.unwrap_err()).0, 404);
+}
+
+#[tokio::test]
+async fn namespace_deletion_removes_its_contents_and_owner_deletion_collects_dependents() {
+    let (emu, client) = start().await;
+    let nss: Api<Namespace> = Api::all(client.clone());
+    nss.create(
+        &PostParams::default(),
+        &Namespace {
+            metadata: ObjectMeta {
+                name: Some("tmp".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "tmp");
+    let owner = api
+        .create(&PostParams::default(), &cm("owner", &[]))
+        .await
+        .unwrap();
+    let mut dep = cm("dep", &[]);
+    dep.metadata.owner_references = Some(vec![
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            name: "owner".into(),
+            uid: owner.uid().unwrap(),
+            ..Default::default()
+        },
+    ]);
+    api.create(&PostParams::default(), &dep).await.unwrap();
+    api.delete("owner", &DeleteParams::default()).await.unwrap();
+    assert_eq!(
+        api_code(api.get("dep").await.unwrap_err()).0,
+        404,
+        "dependent collected with its owner"
+    );
+
+    api.create(&PostParams::default(), &cm("left", &[]))
+        .await
+        .unwrap();
+    nss.delete("tmp", &DeleteParams::default()).await.unwrap();
+    wait_until("namespace gone", Duration::from_secs(5), || {
+        emu.get("v1", "Namespace", "", "tmp").is_err()
+    })
+    .await;
+    assert!(
+        emu.list("v1", "configmaps", Some("tmp"))
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn list_paging_pins_the_resource_version_and_selectors_filter() {
+    let (_emu, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    for i in 0..5 {
+        let mut o = cm(&format!("pg{i}"), &[]);
+        o.metadata.labels = Some([("idx".to_string(), (i % 2).to_string())].into());
+        api.create(&PostParams::default(), &o).await.unwrap();
+    }
+    let first = api.list(&ListParams::default().limit(2)).await.unwrap();
+    assert_eq!(first.items.len(), 2);
+    let token = first.metadata.continue_.clone().unwrap();
+    assert_eq!(first.metadata.remaining_item_count, Some(3));
+    api.create(&PostParams::default(), &cm("zz-after", &[]))
+        .await
+        .unwrap();
+    let second = api
+        .list(&ListParams::default().limit(2).continue_token(&token))
+        .await
+        .unwrap();
+    assert_eq!(
+        second.metadata.resource_version,
+        first.metadata.resource_version
+    );
+    assert_eq!(second.items[0].name_any(), "pg2");
+
+    let odd = api
+        .list(&ListParams::default().labels("idx=1"))
+        .await
+        .unwrap();
+    assert_eq!(odd.items.len(), 2);
+    let set = api
+        .list(&ListParams::default().labels("idx in (0),!missing"))
+        .await
+        .unwrap();
+    assert_eq!(set.items.len(), 3);
+    let named = api
+        .list(&ListParams::default().fields("metadata.name=pg3"))
+        .await
+        .unwrap();
+    assert_eq!(named.items.len(), 1);
+    assert_eq!(
+        api_code(
+            api.list(&ListParams::default().labels("idx in 1"))
+                .await
+                .unwrap_err()
+        )
+        .0,
+        400
+    );
+    assert_eq!(
+        api_code(
+            api.list(&ListParams::default().fields("spec.x=1"))
+                .await
+                .unwrap_err()
+        )
+        .0,
+        400
+    );
+
+    let meta = api
+        .list_metadata(&ListParams::default().labels("idx=0"))
+        .await
+        .unwrap();
+    assert_eq!(meta.items.len(), 3);
+    assert!(meta.items.iter().all(|m| m.metadata.uid.is_some()));
+}
+
+#[tokio::test]
+async fn crd_registers_custom_resources_and_deletion_removes_them() {
+    let (emu, client) = start().await;
+    let crd = install_widget_crd(&client).await;
+    let conds = crd.status.unwrap().conditions.unwrap();
+    assert!(
+        conds
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True")
+    );
+    assert!(
+        emu.resources()
+            .iter()
+            .any(|r| r.kind == "Widget" && r.status_subresource)
+    );
+    let api: Api<Widget> = Api::namespaced(client.clone(), "default");
+    api.create(
+        &PostParams::default(),
+        &Widget::new("w1", WidgetSpec::default()),
+    )
+    .await
+    .unwrap();
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(client);
+    crds.delete("widgets.ex.dev", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(!emu.resources().iter().any(|r| r.kind == "Widget"));
+    assert_eq!(api_code(api.get("w1").await.unwrap_err()).0, 404);
+}
+
+#[tokio::test]
+async fn in_process_api_shares_semantics_with_http() {
+    let (emu, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    emu.create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ip"}, "data": {"a": "1"}})).unwrap();
+    assert_eq!(api.get("ip").await.unwrap().data.unwrap()["a"], "1");
+    let err = emu
+        .create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ip"}}))
+        .unwrap_err();
+    assert_eq!(err.code, 409);
+    emu.update(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ip"}, "data": {"a": "2"}})).unwrap();
+    assert_eq!(
+        emu.get("v1", "configmaps", "default", "ip").unwrap()["data"]["a"],
+        "2"
+    );
+    emu.delete("v1", "cm", "default", "ip").unwrap();
+    assert!(
+        emu.list("v1", "ConfigMap", Some("default"))
+            .unwrap()
+            .is_empty()
+    );
+}
