@@ -11,8 +11,11 @@ pub struct PolicyConfig {
     pub suspend: bool,
     /// One entry per `spec.targets[]`, in order.
     pub targets: Vec<TargetConfig>,
+    /// `spec.timeouts`, parsed.
     pub timeouts: TimeoutsConfig,
+    /// `spec.backoff`, parsed.
     pub backoff: BackoffConfig,
+    /// `spec.limits`, parsed.
     pub limits: LimitsConfig,
 }
 
@@ -63,7 +66,9 @@ pub struct TimeoutsConfig {
 /// `spec.backoff`, parsed.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BackoffConfig {
+    /// First delay after a failure (`> 0`).
     pub initial: Duration,
+    /// Largest delay (`>= initial`).
     pub max: Duration,
     /// Multiplier per consecutive failure, `>= 1`.
     pub factor: f64,
