@@ -1050,6 +1050,25 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
+#[test]
+fn chart_crd_is_identical_to_the_generated_crd() {
+    let root = tools::workspace_root();
+    let generated = read(&root.join("crds").join("watchpool.dev_watchpolicies.yaml"));
+    let copy = read(
+        &chart_dir()
+            .join("crds")
+            .join("watchpool.dev_watchpolicies.yaml"),
+    );
+    assert!(
+        generated == copy,
+        "charts/watchpool/crds/watchpool.dev_watchpolicies.yaml differs from \
+         crds/watchpool.dev_watchpolicies.yaml: copy it again"
+    );
+    let crd: Value = serde_saphyr::from_str(&copy).unwrap();
+    assert_eq!(crd["kind"], "CustomResourceDefinition");
+    assert_eq!(crd["metadata"]["name"], "watchpolicies.watchpool.dev");
+}
+
 fn chart_yaml() -> Value {
     serde_saphyr::from_str(&read(&chart_dir().join("Chart.yaml"))).unwrap()
 }
@@ -1361,5 +1380,67 @@ fn configuration_docs_name_every_helm_value() {
     assert!(
         missing.is_empty(),
         "values not in docs/configuration.md: {missing:?}"
+    );
+}
+
+/// Parses a WatchPolicy manifest and runs the operator's own validation on it, as a policy of
+/// `namespace` (trusted or not).
+fn validate_policy(manifest: &str, namespace: &str, trusted: bool) {
+    let policy: watchpool_api::WatchPolicy = serde_saphyr::from_str(manifest)
+        .unwrap_or_else(|e| panic!("not a WatchPolicy: {e}\n{manifest}"));
+    let ctx = watchpool_api::ValidationContext::new(namespace).trusted(trusted);
+    if let Err(errors) = policy.spec.validate(&ctx) {
+        panic!("the example policy is invalid: {errors}\n{manifest}");
+    }
+}
+
+#[test]
+fn notes_example_policy_is_valid_in_any_namespace() {
+    let chart = chart_dir();
+    let out = helm(
+        &[
+            "install",
+            RELEASE,
+            chart.to_str().unwrap(),
+            "--namespace",
+            NAMESPACE,
+            "--dry-run=client",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let notes = stdout.split("NOTES:").nth(1).expect("NOTES are printed");
+    let body = notes
+        .split("<<'YAML'")
+        .nth(1)
+        .and_then(|rest| rest.split("\n     YAML").next())
+        .expect("NOTES carry a policy between <<'YAML' and YAML");
+    let manifest: String = body
+        .lines()
+        .skip(1)
+        .map(|l| l.strip_prefix("     ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    // The NOTES apply it to the release namespace; it names no other namespace, so it is valid
+    // even where it is not trusted.
+    validate_policy(&manifest, NAMESPACE, false);
+}
+
+#[test]
+fn quickstart_policy_is_valid_in_the_release_namespace() {
+    let text = read(&tools::workspace_root().join("docs").join("quickstart.md"));
+    let manifest = text
+        .split("```yaml\n# inventory.yaml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the quickstart carries inventory.yaml");
+    // It watches the whole cluster: valid because the release namespace is trusted by default.
+    validate_policy(manifest, "watchpool-system", true);
+    let policy: watchpool_api::WatchPolicy = serde_saphyr::from_str(manifest).unwrap();
+    let untrusted = watchpool_api::ValidationContext::new("watchpool-system");
+    assert!(
+        policy.spec.validate(&untrusted).is_err(),
+        "the same policy outside a trusted namespace is refused, as the quickstart says"
     );
 }
