@@ -9,7 +9,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use crate::units::{DURATION_PATTERN, QUANTITY_PATTERN};
+pub use crate::units::{DURATION_PATTERN, MAX_DURATION_LEN, MAX_QUANTITY_LEN, QUANTITY_PATTERN};
 
 /// Most targets in one policy (bounds the cost of the uniqueness rule).
 pub const MAX_TARGETS: usize = 32;
@@ -145,7 +145,7 @@ pub struct Timeouts {
     /// Lifetime asked of the API server per watch request (`timeoutSeconds`), jittered down by
     /// up to 10 % so that watches do not expire together. Greater than zero. Default `5m`.
     #[serde(default = "default_watch")]
-    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[schemars(length(max = MAX_DURATION_LEN), regex(pattern = DURATION_PATTERN))]
     #[schemars(extend("x-kubernetes-validations" = [
         {"rule": "duration(self) > duration('0s')", "message": "watch must be greater than 0s"}
     ]))]
@@ -153,7 +153,7 @@ pub struct Timeouts {
     /// A watch with no event and no bookmark for this long is dead: the connection is dropped and
     /// rebuilt. Bookmarks count as life. Greater than zero. Default `90s`.
     #[serde(default = "default_idle")]
-    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[schemars(length(max = MAX_DURATION_LEN), regex(pattern = DURATION_PATTERN))]
     #[schemars(extend("x-kubernetes-validations" = [
         {"rule": "duration(self) > duration('0s')", "message": "idle must be greater than 0s"}
     ]))]
@@ -161,7 +161,7 @@ pub struct Timeouts {
     /// Deadline for each list page and for the response headers of each watch. Greater than
     /// zero. Default `30s`.
     #[serde(default = "default_request")]
-    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[schemars(length(max = MAX_DURATION_LEN), regex(pattern = DURATION_PATTERN))]
     #[schemars(extend("x-kubernetes-validations" = [
         {"rule": "duration(self) > duration('0s')", "message": "request must be greater than 0s"}
     ]))]
@@ -169,7 +169,7 @@ pub struct Timeouts {
     /// Period of a full relist that replaces the cache (guards against a rewound etcd). `0s`
     /// turns it off. Default `0s`.
     #[serde(default = "default_resync")]
-    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[schemars(length(max = MAX_DURATION_LEN), regex(pattern = DURATION_PATTERN))]
     pub resync: String,
 }
 
@@ -187,14 +187,14 @@ pub struct Timeouts {
 pub struct Backoff {
     /// First delay after a failure, a Go-style duration greater than zero. Default `800ms`.
     #[serde(default = "default_initial")]
-    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[schemars(length(max = MAX_DURATION_LEN), regex(pattern = DURATION_PATTERN))]
     #[schemars(extend("x-kubernetes-validations" = [
         {"rule": "duration(self) > duration('0s')", "message": "initial must be greater than 0s"}
     ]))]
     pub initial: String,
     /// Largest delay, a Go-style duration not less than `initial`. Default `30s`.
     #[serde(default = "default_max")]
-    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[schemars(length(max = MAX_DURATION_LEN), regex(pattern = DURATION_PATTERN))]
     pub max: String,
     /// Multiplier per consecutive failure, from 1 (constant delay) to 10. Default `2`.
     #[serde(default = "default_factor")]
@@ -208,7 +208,7 @@ pub struct Backoff {
     /// Healthy watching time after which the backoff starts again from `initial`, a Go-style
     /// duration greater than zero. Default `2m`.
     #[serde(default = "default_reset_after")]
-    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[schemars(length(max = MAX_DURATION_LEN), regex(pattern = DURATION_PATTERN))]
     #[schemars(extend("x-kubernetes-validations" = [
         {"rule": "duration(self) > duration('0s')", "message": "resetAfter must be greater than 0s"}
     ]))]
@@ -228,7 +228,7 @@ pub struct Limits {
     /// `1`); measured, and enforced by delaying the pool's work. Greater than zero. Default
     /// `100m`.
     #[serde(default = "default_cpu")]
-    #[schemars(length(max = 64), regex(pattern = QUANTITY_PATTERN))]
+    #[schemars(length(max = MAX_QUANTITY_LEN), regex(pattern = QUANTITY_PATTERN))]
     #[schemars(extend("x-kubernetes-validations" = [
         {"rule": "quantity(self).isGreaterThan(quantity('0'))", "message": "cpu must be greater than 0"}
     ]))]
@@ -242,7 +242,7 @@ pub struct Limits {
     /// larger event closes the connection and is reported (`EventTooLarge`). Greater than zero.
     /// Default `16Mi`.
     #[serde(default = "default_max_event_size")]
-    #[schemars(length(max = 64), regex(pattern = QUANTITY_PATTERN))]
+    #[schemars(length(max = MAX_QUANTITY_LEN), regex(pattern = QUANTITY_PATTERN))]
     #[schemars(extend("x-kubernetes-validations" = [
         {"rule": "quantity(self).isGreaterThan(quantity('0'))", "message": "maxEventSize must be greater than 0"}
     ]))]

@@ -28,11 +28,18 @@ pub enum UnitError {
     /// Too large to be represented.
     #[error("is too large")]
     TooLarge,
+    /// Longer than the schema allows.
+    #[error("must be at most {0} characters")]
+    TooLong(usize),
     /// Zero where zero means nothing.
     #[error("must be greater than zero")]
     Zero,
 }
 
+/// Longest duration string the CRD accepts.
+pub const MAX_DURATION_LEN: usize = 32;
+/// Longest quantity string the CRD accepts.
+pub const MAX_QUANTITY_LEN: usize = 64;
 /// Grammar of a Go-style duration, as the CRD pattern states it.
 pub const DURATION_PATTERN: &str = r"^(0|([0-9]{1,12}(\.[0-9]{1,9})?(ns|us|ms|s|m|h))+)$";
 /// Grammar of a non-negative Kubernetes quantity, as the CRD pattern states it.
@@ -86,6 +93,9 @@ impl FromStr for GoDuration {
         }
         if s.starts_with('-') {
             return Err(UnitError::Negative);
+        }
+        if s.chars().count() > MAX_DURATION_LEN {
+            return Err(UnitError::TooLong(MAX_DURATION_LEN));
         }
         if s == "0" {
             return Ok(Self(Duration::ZERO));
@@ -199,8 +209,8 @@ fn parse_quantity(s: &str) -> Result<RawQuantity, UnitError> {
     if s.starts_with('-') {
         return Err(UnitError::Negative);
     }
-    if s.len() > 64 {
-        return Err(UnitError::TooLarge);
+    if s.chars().count() > MAX_QUANTITY_LEN {
+        return Err(UnitError::TooLong(MAX_QUANTITY_LEN));
     }
     let num_end = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -437,6 +447,7 @@ mod tests {
             ("2562048h", UnitError::TooLarge),
             ("999999999999h", UnitError::TooLarge),
             ("9999999999999h", UnitError::Malformed(DURATION_HINT)),
+            ("1h1m1s1h1m1s1h1m1s1h1m1s1h1m1s1h1m", UnitError::TooLong(32)),
         ];
         for (input, want) in cases {
             assert_eq!(input.parse::<GoDuration>().as_ref(), Err(want), "{input:?}");

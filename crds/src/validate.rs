@@ -284,12 +284,12 @@ fn check_selector(
             path,
             format!("{name} must not be empty: leave it unset to watch every object"),
         );
-    } else if sel.len() > MAX_SELECTOR_LEN {
+    } else if sel.chars().count() > MAX_SELECTOR_LEN {
         errs.push(
             path,
             format!(
                 "must be at most {MAX_SELECTOR_LEN} characters (has {})",
-                sel.len()
+                sel.chars().count()
             ),
         );
     } else if let Err(reason) = check(sel) {

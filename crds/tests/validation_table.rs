@@ -294,6 +294,13 @@ limits: {cpu: 100m, maxObjects: 100000, maxEventSize: 16Mi}
             Reject("spec.timeouts.resync"),
             Reject("spec.timeouts.resync"),
         ),
+        c(
+            "duration_longer_than_32_characters_is_rejected",
+            "targets: [{apiVersion: v1, kind: Pod}]\ntimeouts: {watch: 1h1m1s1h1m1s1h1m1s1h1m1s1h1m1s1h1m}",
+            false,
+            Reject("spec.timeouts.watch"),
+            Reject("spec.timeouts.watch"),
+        ),
         // ---- backoff ----
         c(
             "initial_above_max_is_rejected",
@@ -552,4 +559,18 @@ fn a_long_value_is_cut_in_messages() {
     let spec = serde_json::json!({"targets": [{"apiVersion": "v1", "kind": long}]});
     let err = rust_errors(&spec, &ValidationContext::new(NS)).unwrap_err();
     assert!(err.to_string().len() < 300, "{}", err.to_string().len());
+}
+
+#[test]
+fn selector_longer_than_512_characters_is_rejected_by_both_layers() {
+    let long = format!("app in ({})", vec!["a"; 300].join(","));
+    assert!(long.len() > 512);
+    let spec = serde_json::json!({"targets": [{"apiVersion": "v1", "kind": "Pod", "labelSelector": long}]});
+    let err = rust_errors(&spec, &ValidationContext::new(NS)).unwrap_err();
+    assert!(err.has_path("spec.targets[0].labelSelector"), "{err}");
+    let admission = admission_errors(&policy(NS, spec));
+    assert!(
+        names_field(&admission, "spec.targets[0].labelSelector"),
+        "{admission:?}"
+    );
 }
