@@ -492,7 +492,13 @@ impl ErrorReason {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TargetError {
-    /// What kind of failure.
+    /// What kind of failure: `Gone` (410, history compacted; relisted),
+    /// `ResourceVersionTooLarge` (relisted), `Throttled` (429), `ServerError` (5xx),
+    /// `Unauthorized` (401), `Forbidden` (403), `NotFound` (404: no such kind), `ConnectionFailed`,
+    /// `ConnectionReset`, `RequestTimeout` (past `timeouts.request`), `IdleTimeout` (silent past
+    /// `timeouts.idle`), `EmptyWatch` (a watch ended at once with no event), `DecodeError`,
+    /// `EventTooLarge` (past `limits.maxEventSize`), `TooManyObjects` (past `limits.maxObjects`),
+    /// `RetriesExhausted` (`backoff.maxRetries` failures in a row), `Unknown`.
     pub reason: ErrorReason,
     /// Human-readable detail; never contains object contents.
     pub message: String,
@@ -511,7 +517,11 @@ pub struct TargetStatus {
     /// The namespace watched; `""` when cluster-wide.
     #[serde(default)]
     pub namespace: String,
-    /// Where the watch is in its life cycle.
+    /// Where the watch is in its life cycle: `Pending` (not started, or resolving the kind),
+    /// `Listing`, `Watching` (synced and watching), `Backoff` (waiting until `nextRetryTime`
+    /// after a failure), `Stalled` (silent for longer than `timeouts.idle`; being rebuilt),
+    /// `Unauthorized` (401), `Forbidden` (403, or not allowed to this policy), `NotFound` (no
+    /// such kind), `Failed` (gave up: `backoff.maxRetries` or `limits.maxObjects`), `Suspended`.
     pub state: TargetState,
     /// Objects in this watch's cache.
     #[serde(default)]
