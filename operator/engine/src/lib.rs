@@ -3,6 +3,7 @@
 
 pub mod backoff;
 pub mod client;
+pub mod cpu;
 pub mod decode;
 pub mod health;
 pub mod pool;

@@ -1,0 +1,416 @@
+//! The CPU meter and budget of a pool.
+//!
+//! [`CpuMeter::metered`] wraps each of a pool's tasks: the thread CPU time spent inside every
+//! `poll` of the task is added to the meter, so the meter sees exactly the work of the pool's
+//! own code (decoding, caching, bookkeeping), not the rest of the process. Usage is kept in a
+//! sliding window of [`BUCKETS`] one-second buckets; the average over the window is the pool's
+//! use in millicores (during the first second it is taken over one second, so a new pool may
+//! spend up to one second's worth of its budget at once).
+//!
+//! [`CpuMeter::admit`] is the budget: a task calls it before each unit of work, and when the
+//! windowed average is over the limit it sleeps just long enough for the average to come back
+//! under. The fast path is one atomic load: the meter decides whether it is over budget when it
+//! records usage, not when it is asked.
+//!
+//! Usage is recorded when a poll ends: a task that handles many events without ever awaiting
+//! something that is pending should `tokio::task::yield_now()` between batches, or the meter
+//! (and every other task of its thread) waits for that poll to end.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::health::CpuHealth;
+
+/// Buckets of the sliding window.
+pub const BUCKETS: usize = 10;
+/// Width of one bucket.
+pub const BUCKET: Duration = Duration::from_secs(1);
+/// `throttled` stays true for this long after the last delay.
+pub const THROTTLE_HOLD: Duration = Duration::from_secs(2);
+/// Longest single sleep of [`CpuMeter::admit`] before it looks at the window again.
+const MAX_SLEEP: Duration = Duration::from_millis(250);
+/// Shortest sleep, so that a delay always yields the thread for a meaningful time.
+const MIN_SLEEP: Duration = Duration::from_millis(1);
+
+/// Measures the CPU time of a pool's tasks and holds them to a budget. Cheap to clone: clones
+/// share the same meter.
+#[derive(Clone, Debug)]
+pub struct CpuMeter {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    limit_millis: AtomicU64,
+    /// Set when the last recording found the window over budget; cleared by `admit`.
+    over: AtomicBool,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    start: Instant,
+    /// CPU nanoseconds per bucket; bucket `n` (seconds since `start`) lives at `n % BUCKETS`.
+    buckets: [u64; BUCKETS],
+    /// The newest bucket number written or cleared.
+    head: u64,
+    total_nanos: u128,
+    throttled_nanos: u128,
+    /// Tasks currently held by `admit`, and since when at least one has been.
+    waiters: usize,
+    held_since: Option<Instant>,
+    last_delay: Option<Instant>,
+}
+
+impl State {
+    fn bucket_of(&self, now: Instant) -> u64 {
+        let elapsed = now.saturating_duration_since(self.start);
+        u64::try_from(elapsed.as_nanos() / BUCKET.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Clears the buckets that fell out of the window by `bucket`.
+    fn advance(&mut self, bucket: u64) {
+        if bucket <= self.head {
+            return;
+        }
+        let stale = (bucket - self.head).min(BUCKETS as u64);
+        for step in 0..stale {
+            let n = bucket - step;
+            self.buckets[(n % BUCKETS as u64) as usize] = 0;
+        }
+        self.head = bucket;
+    }
+
+    fn add(&mut self, now: Instant, nanos: u64) {
+        let bucket = self.bucket_of(now);
+        self.advance(bucket);
+        // A recording that raced a newer one lands in its own bucket if still in the window.
+        if self.head - bucket < BUCKETS as u64 {
+            let slot = &mut self.buckets[(bucket % BUCKETS as u64) as usize];
+            *slot = slot.saturating_add(nanos);
+        }
+        self.total_nanos += u128::from(nanos);
+    }
+
+    /// CPU nanoseconds in the window and the window's length (at least one second).
+    fn usage(&mut self, now: Instant) -> (u64, Duration) {
+        let bucket = self.bucket_of(now);
+        self.advance(bucket);
+        let used = self.buckets.iter().fold(0u64, |a, b| a.saturating_add(*b));
+        let first = self.head.saturating_sub(BUCKETS as u64 - 1);
+        let window_start = self.start + BUCKET * u32::try_from(first).unwrap_or(u32::MAX);
+        let span = now.saturating_duration_since(window_start).max(BUCKET);
+        (used, span)
+    }
+
+    /// How long to wait for the average to come back under `limit_millis`; `None` when under.
+    fn excess(&mut self, now: Instant, limit_millis: u64) -> Option<Duration> {
+        if limit_millis == 0 {
+            return None;
+        }
+        let (used, span) = self.usage(now);
+        // The span over which `used` nanoseconds average exactly `limit_millis`.
+        let needed_nanos = u128::from(used) * 1_000 / u128::from(limit_millis);
+        let span_nanos = span.as_nanos();
+        (needed_nanos > span_nanos).then(|| {
+            Duration::from_nanos(u64::try_from(needed_nanos - span_nanos).unwrap_or(u64::MAX))
+        })
+    }
+
+    fn throttled_total(&self, now: Instant) -> u128 {
+        self.throttled_nanos
+            + self
+                .held_since
+                .map_or(0, |since| now.saturating_duration_since(since).as_nanos())
+    }
+}
+
+impl CpuMeter {
+    /// A meter with a budget of `limit_millis` millicores (`0` = no budget, never delays).
+    pub fn new(limit_millis: u64) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                limit_millis: AtomicU64::new(limit_millis),
+                over: AtomicBool::new(false),
+                state: Mutex::new(State {
+                    start: Instant::now(),
+                    buckets: [0; BUCKETS],
+                    head: 0,
+                    total_nanos: 0,
+                    throttled_nanos: 0,
+                    waiters: 0,
+                    held_since: None,
+                    last_delay: None,
+                }),
+            }),
+        }
+    }
+
+    /// The budget in millicores.
+    pub fn limit_millis(&self) -> u64 {
+        self.inner.limit_millis.load(Ordering::Relaxed)
+    }
+
+    /// Changes the budget (policy reconfigured); takes effect at the next [`CpuMeter::admit`].
+    pub fn set_limit(&self, limit_millis: u64) {
+        self.inner
+            .limit_millis
+            .store(limit_millis, Ordering::Relaxed);
+        // Let the next admit look at the window with the new limit.
+        self.inner.over.store(true, Ordering::Relaxed);
+    }
+
+    /// Wraps a future so that the thread CPU time of each of its polls is added to this meter.
+    pub fn metered<F: Future>(&self, fut: F) -> Metered<F> {
+        Metered {
+            inner: Box::pin(fut),
+            meter: self.clone(),
+        }
+    }
+
+    /// Adds CPU time spent on the pool's behalf outside a metered future.
+    pub fn record(&self, cpu: Duration) {
+        let nanos = u64::try_from(cpu.as_nanos()).unwrap_or(u64::MAX);
+        if nanos == 0 {
+            return;
+        }
+        let limit = self.limit_millis();
+        let now = Instant::now();
+        let mut state = self.lock();
+        state.add(now, nanos);
+        if state.excess(now, limit).is_some() {
+            self.inner.over.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits, if the pool is over its budget on average, until it is back under. Returns at
+    /// once otherwise (one atomic load). Cancel-safe.
+    pub async fn admit(&self) {
+        if !self.inner.over.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut guard: Option<WaitGuard<'_>> = None;
+        loop {
+            let now = Instant::now();
+            let wait = self.lock().excess(now, self.limit_millis());
+            let Some(wait) = wait else { break };
+            if guard.is_none() {
+                guard = Some(WaitGuard::enter(self, now));
+            }
+            tokio::time::sleep(wait.clamp(MIN_SLEEP, MAX_SLEEP)).await;
+        }
+        self.inner.over.store(false, Ordering::Relaxed);
+        drop(guard);
+    }
+
+    /// The pool's CPU use and budget now.
+    pub fn snapshot(&self) -> CpuHealth {
+        let limit_millis = self.limit_millis();
+        let now = Instant::now();
+        let mut state = self.lock();
+        let (used, span) = state.usage(now);
+        let throttled = state.waiters > 0
+            || state
+                .last_delay
+                .is_some_and(|at| now.saturating_duration_since(at) < THROTTLE_HOLD);
+        CpuHealth {
+            // Nanoseconds of CPU per second of wall time / 10^6 = millicores.
+            used_millis: used as f64 / 1e6 / span.as_secs_f64(),
+            limit_millis,
+            throttled,
+            cpu_seconds_total: state.total_nanos as f64 / 1e9,
+            throttled_seconds_total: state.throttled_total(now) as f64 / 1e9,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent even if a holder panicked: every update is a plain store.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Counts a task held by `admit`, for the throttled time and flag; released on drop, so a
+/// cancelled `admit` is accounted too.
+struct WaitGuard<'a> {
+    meter: &'a CpuMeter,
+}
+
+impl<'a> WaitGuard<'a> {
+    fn enter(meter: &'a CpuMeter, now: Instant) -> Self {
+        let mut state = meter.lock();
+        if state.waiters == 0 {
+            state.held_since = Some(now);
+        }
+        state.waiters += 1;
+        Self { meter }
+    }
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        let now = Instant::now();
+        let mut state = self.meter.lock();
+        state.waiters = state.waiters.saturating_sub(1);
+        state.last_delay = Some(now);
+        if state.waiters == 0
+            && let Some(since) = state.held_since.take()
+        {
+            state.throttled_nanos += now.saturating_duration_since(since).as_nanos();
+        }
+    }
+}
+
+/// A future whose polls are metered by a [`CpuMeter`]; see [`CpuMeter::metered`].
+#[derive(Debug)]
+pub struct Metered<F> {
+    inner: Pin<Box<F>>,
+    meter: CpuMeter,
+}
+
+impl<F: Future> Future for Metered<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let started = cpu_time::ThreadTime::try_now().ok();
+        let result = this.inner.as_mut().poll(cx);
+        if let Some(spent) = started.and_then(|s| s.try_elapsed().ok()) {
+            this.meter.record(spent);
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn busy(duration: Duration) -> u64 {
+        let start = cpu_time::ThreadTime::now();
+        let mut x: u64 = 1;
+        while start.elapsed() < duration {
+            for i in 0..1_000u64 {
+                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(i);
+            }
+        }
+        x
+    }
+
+    #[tokio::test]
+    async fn metered_accounts_cpu_of_a_busy_future() {
+        let meter = CpuMeter::new(0);
+        let out = meter
+            .metered(async { std::hint::black_box(busy(Duration::from_millis(60))) })
+            .await;
+        std::hint::black_box(out);
+        let cpu = meter.snapshot().cpu_seconds_total;
+        assert!((0.055..0.5).contains(&cpu), "cpu {cpu}");
+    }
+
+    #[tokio::test]
+    async fn metered_accounts_almost_nothing_for_an_idle_future() {
+        let meter = CpuMeter::new(0);
+        meter
+            .metered(tokio::time::sleep(Duration::from_millis(200)))
+            .await;
+        let cpu = meter.snapshot().cpu_seconds_total;
+        assert!(cpu < 0.005, "cpu {cpu}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn admit_returns_at_once_under_budget() {
+        let meter = CpuMeter::new(100);
+        meter.record(Duration::from_millis(50));
+        let before = Instant::now();
+        meter.admit().await;
+        assert_eq!(before.elapsed(), Duration::ZERO);
+        assert!(!meter.snapshot().throttled);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn admit_waits_until_the_average_is_back_under_budget() {
+        let meter = CpuMeter::new(100);
+        // 500 ms of CPU at once: the average is back to 100m after 5 s.
+        meter.record(Duration::from_millis(500));
+        let before = Instant::now();
+        meter.admit().await;
+        let waited = before.elapsed();
+        assert!(
+            waited >= Duration::from_millis(4_990) && waited <= Duration::from_millis(5_300),
+            "waited {waited:?}"
+        );
+        let snap = meter.snapshot();
+        assert!(snap.used_millis <= 100.0 + 1e-6, "{snap:?}");
+        assert!(snap.throttled);
+        assert!((snap.throttled_seconds_total - waited.as_secs_f64()).abs() < 1e-3);
+        tokio::time::sleep(THROTTLE_HOLD).await;
+        assert!(!meter.snapshot().throttled);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn usage_leaves_the_window_after_it_slides_past() {
+        let meter = CpuMeter::new(1_000);
+        meter.record(Duration::from_millis(300));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!((meter.snapshot().used_millis - 300.0).abs() < 1e-6);
+        tokio::time::sleep(BUCKET * BUCKETS as u32).await;
+        let snap = meter.snapshot();
+        assert_eq!(snap.used_millis, 0.0);
+        assert!((snap.cpu_seconds_total - 0.3).abs() < 1e-9);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn raising_the_limit_releases_a_throttled_pool() {
+        let meter = CpuMeter::new(10);
+        meter.record(Duration::from_millis(500));
+        meter.set_limit(1_000);
+        let before = Instant::now();
+        meter.admit().await;
+        assert_eq!(before.elapsed(), Duration::ZERO);
+        assert_eq!(meter.snapshot().limit_millis, 1_000);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zero_limit_never_delays() {
+        let meter = CpuMeter::new(0);
+        meter.record(Duration::from_secs(5));
+        let before = Instant::now();
+        meter.admit().await;
+        assert_eq!(before.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_waiters_count_wall_time_once() {
+        let meter = CpuMeter::new(100);
+        meter.record(Duration::from_millis(300));
+        let (a, b) = (meter.clone(), meter.clone());
+        let before = Instant::now();
+        tokio::join!(a.admit(), b.admit());
+        let waited = before.elapsed().as_secs_f64();
+        let total = meter.snapshot().throttled_seconds_total;
+        assert!((total - waited).abs() < 0.01, "{total} vs {waited}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancelled_admit_is_still_accounted() {
+        let meter = CpuMeter::new(100);
+        meter.record(Duration::from_millis(800));
+        let cancelled = tokio::time::timeout(Duration::from_millis(1_500), meter.admit()).await;
+        assert!(cancelled.is_err());
+        let snap = meter.snapshot();
+        assert!(
+            (snap.throttled_seconds_total - 1.5).abs() < 0.01,
+            "{snap:?}"
+        );
+        assert!(snap.throttled);
+    }
+}
