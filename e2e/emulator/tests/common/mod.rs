@@ -90,3 +90,110 @@ pub fn requests_of(emu: &Emulator, verb: &str, resource: &str) -> Vec<RequestRec
         .filter(|r| r.verb == verb && r.resource == resource)
         .collect()
 }
+
+/// A raw HTTP/1.1 exchange on a fresh connection (`Connection: close`): sends the request and
+/// reads until EOF or `timeout`. Returns the raw bytes and whether EOF was reached.
+pub async fn raw_exchange(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+    timeout: Duration,
+) -> (Vec<u8>, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!("Content-Length: {}\r\n", b.len()));
+    }
+    req.push_str("\r\n");
+    if let Some(b) = body {
+        req.push_str(b);
+    }
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut buf = [0u8; 65536];
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return (out, false),
+            Ok(Ok(0)) => return (out, true),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Ok(Err(_)) => return (out, true),
+        }
+    }
+}
+
+/// Status code, headers (lower-cased names) and de-chunked body of a raw response.
+pub fn parse_response(raw: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let text_end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("complete headers");
+    let head = String::from_utf8_lossy(&raw[..text_end]).to_string();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[text_end + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        while let Some(i) = rest.windows(2).position(|w| w == b"\r\n") {
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[..i]).unwrap().trim(), 16)
+                .unwrap_or(0);
+            if size == 0 || rest.len() < i + 2 + size {
+                out.extend_from_slice(
+                    &rest[(i + 2).min(rest.len())..(i + 2 + size).min(rest.len())],
+                );
+                break;
+            }
+            out.extend_from_slice(&rest[i + 2..i + 2 + size]);
+            rest = &rest[(i + 4 + size).min(rest.len())..];
+        }
+        body = out;
+    }
+    (status, headers, body)
+}
+
+/// True when a raw chunked response ended with its terminating chunk (a clean end).
+pub fn ended_cleanly(raw: &[u8]) -> bool {
+    raw.ends_with(b"0\r\n\r\n")
+}
+
+/// Sends a JSON request through the raw helper and returns status and parsed body.
+pub async fn raw_json(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let (raw, _) = raw_exchange(
+        addr,
+        method,
+        path,
+        &[("Content-Type", "application/json")],
+        body,
+        Duration::from_secs(10),
+    )
+    .await;
+    let (status, _, body) = parse_response(&raw);
+    let v = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    (status, v)
+}
