@@ -3,7 +3,7 @@
 # The watchpool operator image.
 #
 #   docker build -t ghcr.io/watchpool/watchpool-operator:0.1.0 \
-#     --build-arg GIT_COMMIT="$(git rev-parse HEAD)" .
+#     --build-arg GIT_COMMIT="$(git rev-parse --short HEAD)" .
 #
 # The tag must match the chart's appVersion (charts/watchpool/Chart.yaml): the chart's default
 # image is ghcr.io/watchpool/watchpool-operator:<appVersion>.
@@ -11,7 +11,12 @@
 # The toolchain pinned by rust-toolchain.toml.
 ARG RUST_VERSION=1.95.0
 
+# Debian 12 (bookworm), like the runtime image below: the binary links against its glibc.
 FROM docker.io/library/rust:${RUST_VERSION}-slim-bookworm AS builder
+ARG RUST_VERSION
+# Use the image's toolchain as is; rust-toolchain.toml would also ask for rustfmt and clippy,
+# which a release build does not need.
+ENV RUSTUP_TOOLCHAIN=${RUST_VERSION}
 WORKDIR /src
 # The commit the binary reports (`watchpool-operator version`, metric watchpool_build_info);
 # .git is not part of the build context.

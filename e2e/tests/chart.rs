@@ -1144,6 +1144,20 @@ fn dockerfile_builds_the_locked_release_binary_into_a_non_root_minimal_image() {
             .map(|l| (**l).to_owned())
             .unwrap_or_else(|| panic!("the runtime stage has {prefix}"))
     };
+    let toolchain = read(&tools::workspace_root().join("rust-toolchain.toml"));
+    let channel = toolchain
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("channel = "))
+        .map(|c| c.trim_matches('"').to_owned())
+        .expect("rust-toolchain.toml pins a channel");
+    assert!(
+        dockerfile.contains(&format!("ARG RUST_VERSION={channel}\n")),
+        "the builder uses the pinned toolchain {channel}"
+    );
+    assert!(
+        froms[0].contains("bookworm") && froms[1].contains("debian12"),
+        "builder and runtime share the Debian release (and so the glibc): {froms:?}"
+    );
     assert_eq!(last("USER "), "USER 65532:65532");
     assert_eq!(last("ENTRYPOINT "), r#"ENTRYPOINT ["watchpool-operator"]"#);
     assert_eq!(last("CMD "), r#"CMD ["run"]"#);
