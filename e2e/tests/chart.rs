@@ -1173,8 +1173,8 @@ fn dockerfile_builds_the_locked_release_binary_into_a_non_root_minimal_image() {
 // Operator docs shipped with the chart
 // ---------------------------------------------------------------------------------------------
 
-/// The operator docs this file checks: configuration, observability, security, quickstart and
-/// the troubleshooting runbooks.
+/// The operator docs this file checks: configuration, observability, security, quickstart,
+/// the troubleshooting runbooks and the chart's README.
 fn operator_docs() -> Vec<PathBuf> {
     let docs = tools::workspace_root().join("docs");
     let mut files: Vec<PathBuf> = [
@@ -1193,6 +1193,7 @@ fn operator_docs() -> Vec<PathBuf> {
         .collect();
     runbooks.sort();
     files.extend(runbooks);
+    files.push(chart_dir().join("README.md"));
     files
 }
 
