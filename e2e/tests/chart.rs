@@ -887,7 +887,7 @@ fn walk_schema<'a>(value: &'a Value, path: String, visit: &mut dyn FnMut(&str, &
     visit(&path, value);
     for (key, child) in map {
         match key.as_str() {
-            "properties" | "$defs" => {
+            "properties" | "definitions" => {
                 for (name, sub) in child.as_object().unwrap() {
                     walk_schema(sub, format!("{path}/{name}"), visit);
                 }
