@@ -149,17 +149,20 @@ impl PoolManager {
                         if entry.config.as_ref() == Some(&config) {
                             applied = Applied::Unchanged;
                         } else {
-                            pool.reconfigure(config.clone());
+                            tracing::Span::none().in_scope(|| pool.reconfigure(config.clone()));
                             entry.config = Some(config);
                             applied = Applied::Reconfigured;
                         }
                     } else {
-                        let pool = Pool::spawn(
-                            self.client.clone(),
-                            id.clone(),
-                            config.clone(),
-                            PoolOptions::default(),
-                        );
+                        // Outside the reconcile span, for the same reason as the status worker.
+                        let pool = tracing::Span::none().in_scope(|| {
+                            Pool::spawn(
+                                self.client.clone(),
+                                id.clone(),
+                                config.clone(),
+                                PoolOptions::default(),
+                            )
+                        });
                         self.metrics.pools.insert(id.clone(), pool.health());
                         entry.pool = Some(pool);
                         entry.config = Some(config);
@@ -333,7 +336,9 @@ impl PoolManager {
             metrics: self.metrics.clone(),
             last_written: policy.status.clone(),
         };
-        let span = tracing::info_span!("status_worker", policy_namespace = %id.namespace, policy = %id.name);
+        // A root of its own: a child would keep the reconcile span open (and unexported) for the
+        // life of the policy.
+        let span = tracing::info_span!(parent: None, "status_worker", policy_namespace = %id.namespace, policy = %id.name);
         Entry {
             pool: None,
             config: None,

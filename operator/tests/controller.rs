@@ -259,3 +259,120 @@ async fn metrics_parse_and_carry_the_documented_names() {
         assert!(text.contains(name), "missing {name} in\n{text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watching_pool_is_ready_and_its_cache_matches_the_api_server() {
+    let c = cluster().await;
+    for i in 0..5 {
+        c.emu
+            .create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("cm-{i}"), "namespace": "default"}}))
+            .unwrap();
+    }
+    c.policy("default", "inventory", configmap_spec());
+    let op = start_operator(&c, &[], &[]).await;
+    wait_for("Ready=True with 5 objects", Duration::from_secs(20), || {
+        c.condition("default", "inventory", "Ready")
+            .is_some_and(|r| r["status"] == "True")
+            && c.get_policy("default", "inventory")
+                .is_some_and(|p| p["status"]["objects"] == 5)
+    })
+    .await;
+    let p = c.get_policy("default", "inventory").unwrap();
+    assert_eq!(
+        c.condition("default", "inventory", "Ready").unwrap()["reason"],
+        "AllTargetsWatching"
+    );
+    assert_eq!(
+        c.condition("default", "inventory", "Degraded").unwrap()["status"],
+        "False"
+    );
+    assert_eq!(p["status"]["targetCount"], 1);
+    assert_eq!(p["status"]["watching"], 1);
+    assert_eq!(p["status"]["targets"][0]["state"], "Watching");
+    assert_eq!(p["status"]["targets"][0]["kind"], "ConfigMap");
+    assert_eq!(p["status"]["observedGeneration"], 1);
+    assert!(
+        p["status"]["cpu"]["limit"].as_str().unwrap().ends_with('m'),
+        "{p}"
+    );
+    let managers: Vec<&str> = p["metadata"]["managedFields"]
+        .as_array()
+        .map(|m| m.iter().filter_map(|f| f["manager"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(managers.contains(&"watchpool-operator"), "{managers:?}");
+
+    // /debug/pools: the cache's count and digest agree with a list of the API server.
+    let listed = c.emu.list("v1", "ConfigMap", Some("default")).unwrap();
+    let pairs: Vec<(String, String)> = listed
+        .iter()
+        .map(|o| {
+            (
+                o["metadata"]["uid"].as_str().unwrap().to_owned(),
+                o["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let expected = watchpool_engine::digest(pairs.iter().map(|(u, r)| (u.as_str(), r.as_str())));
+    let (code, body) = op.get("/debug/pools").await;
+    assert_eq!(code, 200);
+    let pools: Value = serde_json::from_str(&body).unwrap();
+    let watch = &pools["policies"][0]["watches"][0];
+    assert_eq!(pools["policies"][0]["namespace"], "default");
+    assert_eq!(pools["policies"][0]["name"], "inventory");
+    assert_eq!(watch["apiVersion"], "v1");
+    assert_eq!(watch["kind"], "ConfigMap");
+    assert_eq!(watch["namespace"], "default");
+    assert_eq!(watch["state"], "Watching");
+    assert_eq!(watch["count"], 5);
+    assert_eq!(watch["digest"], expected.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_kind_publishes_a_not_found_event_and_degrades() {
+    let c = cluster().await;
+    c.policy(
+        "default",
+        "lost",
+        json!({
+            "targets": [{"apiVersion": "example.com/v1", "kind": "Widget"}],
+            "backoff": {"initial": "100ms", "max": "500ms"}
+        }),
+    );
+    let _op = start_operator(&c, &[], &[]).await;
+    wait_for("Degraded=True NotFound", Duration::from_secs(20), || {
+        c.condition("default", "lost", "Degraded")
+            .is_some_and(|d| d["status"] == "True")
+    })
+    .await;
+    wait_for(
+        "a NotFound event about the policy",
+        Duration::from_secs(20),
+        || {
+            c.emu
+                .list("events.k8s.io/v1", "Event", Some("default"))
+                .is_ok_and(|events| {
+                    events.iter().any(|e| {
+                        e["reason"] == "NotFound"
+                            && e["regarding"]["name"] == "lost"
+                            && e["reportingController"] == "watchpool-operator"
+                    })
+                })
+        },
+    )
+    .await;
+    // Flapping cannot flood: a few seconds of retries produce at most the burst of events.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let events = c
+        .emu
+        .list("events.k8s.io/v1", "Event", Some("default"))
+        .unwrap();
+    let count: u64 = events
+        .iter()
+        .filter(|e| e["regarding"]["name"] == "lost")
+        .map(|e| 1 + e["series"]["count"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(count <= 6, "{count} events: {events:#?}");
+}

@@ -113,15 +113,11 @@ pub struct Operator {
 pub async fn start_operator(cluster: &Cluster, extra: &[&str], envs: &[(&str, &str)]) -> Operator {
     let mut cmd = Command::new(BIN);
     cmd.arg("run")
-        .args([
-            "--admin-addr",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--status-interval",
-            "1s",
-        ])
-        .args(extra)
+        .args(["--admin-addr", "127.0.0.1:0", "--log-format", "json"]);
+    if !extra.contains(&"--status-interval") {
+        cmd.args(["--status-interval", "1s"]);
+    }
+    cmd.args(extra)
         .env("KUBECONFIG", &cluster.kubeconfig)
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
