@@ -10,6 +10,26 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+/// Longest delay any knob or query parameter can ask for (a year): keeps `Instant + Duration`
+/// from overflowing on absurd input.
+const MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+
+/// Seconds (possibly fractional, negative or huge) as a bounded duration.
+pub fn bounded_secs(secs: f64) -> std::time::Duration {
+    if secs.is_nan() || secs <= 0.0 {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::try_from_secs_f64(secs).map_or(MAX_DELAY, |d| d.min(MAX_DELAY))
+}
+
+/// Milliseconds as a bounded duration.
+pub fn bounded_ms(ms: u64) -> std::time::Duration {
+    std::time::Duration::from_millis(ms).min(MAX_DELAY)
+}
+
+/// Largest line the `oversized_line` knob builds (256 MiB).
+pub const MAX_LINE: usize = 256 << 20;
+
 /// Identifier of an added fault.
 pub type FaultId = u64;
 

@@ -49,7 +49,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
             ));
         }
     };
-    Ok(Duration::from_secs_f64(secs))
+    Ok(kube_emulator::faults::bounded_secs(secs))
 }
 
 fn load_faults(path: &PathBuf) -> Result<Vec<FaultSpec>, String> {

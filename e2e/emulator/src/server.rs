@@ -122,7 +122,7 @@ pub(crate) async fn accept_loop(
                 shared.kill.send_modify(|g| *g += 1);
                 drop(listener);
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(down_ms)) => {}
+                    _ = tokio::time::sleep(crate::faults::bounded_ms(down_ms)) => {}
                     _ = stop.changed() => break,
                 }
                 let mut rebound = None;
@@ -343,6 +343,8 @@ fn write_opts(q: &Query) -> WriteOpts {
         field_manager: q.non_empty("fieldManager").map(str::to_string),
         force: q.flag("force"),
         crd_mode: CrdMode::Immediate,
+        field_validation: crate::prune::FieldValidation::parse(q.non_empty("fieldValidation")),
+        warnings: Default::default(),
     }
 }
 
@@ -374,7 +376,7 @@ async fn apply_latency(shared: &Shared, ms: u64, jitter_ms: u64, never: bool) {
     } else {
         0
     };
-    tokio::time::sleep(Duration::from_millis(ms + extra)).await;
+    tokio::time::sleep(crate::faults::bounded_ms(ms.saturating_add(extra))).await;
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -811,7 +813,7 @@ async fn watch_request(
             bookmarks = false;
         }
         if let Some(s) = secs {
-            bookmark_interval = Some(Duration::from_secs_f64(s.max(0.01)));
+            bookmark_interval = Some(crate::faults::bounded_secs(s).max(Duration::from_millis(10)));
         }
     }
     let mut slow_limit = None;
@@ -827,8 +829,9 @@ async fn watch_request(
         .query
         .non_empty("timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())
-        .map(Duration::from_secs)
-        .unwrap_or(shared.config.default_watch_timeout);
+        .map(|t| crate::faults::bounded_ms(t.saturating_mul(1000)))
+        .unwrap_or(shared.config.default_watch_timeout)
+        .min(crate::faults::bounded_ms(u64::MAX));
     let (resp, tx) = stream_response(ct);
     let task = WatchTask {
         shared: shared.clone(),
@@ -934,13 +937,13 @@ async fn write_request(
             opts.crd_mode = crd_mode(shared, ctx, res, rec);
             let out = store.create(res, ns, body, &opts)?;
             auto_ready(shared, res, ctx, &out, rec);
-            Ok(json_response(201, &out))
+            Ok(with_warnings(json_response(201, &out), &opts))
         }
         "update" => {
             let body = parse_json_or_yaml(&bytes, content_type.contains("yaml"))?;
             let out = store.update(res, ns, name, body, &opts, status_sub)?;
             auto_ready(shared, res, ctx, &out, rec);
-            Ok(json_response(200, &out))
+            Ok(with_warnings(json_response(200, &out), &opts))
         }
         "patch" => {
             let kind = PatchKind::from_content_type(&content_type)
@@ -951,7 +954,7 @@ async fn write_request(
             }
             let (code, out) = store.patch(res, ns, name, kind, body, &opts, status_sub)?;
             auto_ready(shared, res, ctx, &out, rec);
-            Ok(json_response(code, &out))
+            Ok(with_warnings(json_response(code, &out), &opts))
         }
         "delete" => {
             let body = if bytes.is_empty() {
@@ -976,6 +979,18 @@ async fn write_request(
         }
         _ => Err(ApiError::method_not_allowed()),
     }
+}
+
+/// Adds a `Warning: 299 - "…"` header per warning of the write.
+fn with_warnings(mut resp: Response<Body>, opts: &WriteOpts) -> Response<Body> {
+    let warnings = opts.warnings.lock().map(|w| w.clone()).unwrap_or_default();
+    for w in warnings {
+        let escaped = w.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = http::HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    resp
 }
 
 /// The `auto_ready` fault: after a workload's spec is written, fake a status that readiness

@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
@@ -12,6 +11,7 @@ use tokio::sync::broadcast;
 
 use crate::builtins;
 use crate::patch::{self, PatchKind};
+use crate::prune::FieldValidation;
 use crate::registry::ResourceInfo;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::{self, ApiError};
@@ -89,6 +89,41 @@ pub struct WriteOpts {
     pub force: bool,
     /// How a created CRD becomes Established.
     pub crd_mode: CrdMode,
+    /// What to do with fields a CRD schema does not declare.
+    pub field_validation: FieldValidation,
+    /// Warnings for the response (`Warning` headers), filled by the write.
+    pub warnings: Arc<Mutex<Vec<String>>>,
+}
+
+impl WriteOpts {
+    /// Prunes undeclared fields of a custom resource; 400 under `fieldValidation=Strict`.
+    fn prune(&self, res: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> {
+        let Some(schema) = res.schema.as_ref().filter(|_| res.custom) else {
+            return Ok(());
+        };
+        let removed = crate::prune::prune(obj, schema);
+        if removed.is_empty() {
+            return Ok(());
+        }
+        let msgs: Vec<String> = removed
+            .iter()
+            .map(|p| format!("unknown field \"{p}\""))
+            .collect();
+        match self.field_validation {
+            FieldValidation::Strict => Err(ApiError::bad_request(format!(
+                "strict decoding error: {}",
+                msgs.join(", ")
+            ))),
+            FieldValidation::Warn => {
+                self.warnings
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(msgs);
+                Ok(())
+            }
+            FieldValidation::Ignore => Ok(()),
+        }
+    }
 }
 
 /// How a newly created CRD is accepted.
@@ -763,7 +798,7 @@ impl Store {
             let store = Arc::downgrade(self);
             let name = meta_str(&out, "name").to_string();
             tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(ms)).await;
+                tokio::time::sleep(crate::faults::bounded_ms(ms)).await;
                 if let Some(s) = store.upgrade() {
                     s.establish_crd(&name);
                 }
@@ -877,6 +912,7 @@ impl Store {
                 m.remove("status");
             }
         }
+        opts.prune(res, &mut obj)?;
         if !res.custom && res.group.is_empty() && res.plural == "namespaces" {
             obj["spec"] = json!({"finalizers": ["kubernetes"]});
             obj["status"] = json!({"phase": "Active"});
@@ -1161,7 +1197,7 @@ impl Store {
                 let store = Arc::downgrade(self);
                 let name = name.to_string();
                 tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    tokio::time::sleep(crate::faults::bounded_ms(ms)).await;
                     if let Some(s) = store.upgrade() {
                         s.establish_crd(&name);
                     }
@@ -1288,6 +1324,7 @@ impl Store {
                 builtins::default_crd_names(&mut new);
             }
         }
+        opts.prune(res, &mut new)?;
         if is_terminating(&old) {
             let before = finalizers(&old);
             if finalizers(&new).iter().any(|f| !before.contains(f)) {

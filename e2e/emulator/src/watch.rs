@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::{Instant, sleep_until};
 
-use crate::faults::{Fault, FaultId, MatchContext};
+use crate::faults::{Fault, FaultId, MAX_LINE, MatchContext, bounded_ms, bounded_secs};
 use crate::http::{StreamAbort, StreamItem};
 use crate::registry::ResourceInfo;
 use crate::selector::{FieldSelector, LabelSelector};
@@ -202,14 +202,14 @@ impl WatchTask {
             let now = Instant::now();
             match fault {
                 Fault::DropWatches { after_ms } => {
-                    st.drop_at = Some((now + Duration::from_millis(after_ms), true))
+                    st.drop_at = Some((now + bounded_ms(after_ms), true))
                 }
                 Fault::CloseWatches { after_ms } => {
-                    st.drop_at = Some((now + Duration::from_millis(after_ms), false))
+                    st.drop_at = Some((now + bounded_ms(after_ms), false))
                 }
                 Fault::StallWatches { secs } => {
                     st.stalled = true;
-                    st.stall_until = secs.map(|s| now + Duration::from_secs_f64(s.max(0.0)));
+                    st.stall_until = secs.map(|s| now + bounded_secs(s));
                 }
                 Fault::WatchError { code, close } => {
                     let msg = if code == 410 {
@@ -239,7 +239,7 @@ impl WatchTask {
                             &self.res,
                             st.processed_rv,
                             false,
-                            Some(bytes.unwrap_or(4 << 20)),
+                            Some(bytes.unwrap_or(4 << 20).min(MAX_LINE)),
                         ));
                     }
                 }
@@ -249,7 +249,7 @@ impl WatchTask {
                     } else {
                         0.5
                     };
-                    st.drip = Some(Duration::from_secs_f64(1.0 / rate));
+                    st.drip = Some(bounded_secs(1.0 / rate).max(Duration::from_micros(100)));
                 }
                 _ => {}
             }
@@ -331,7 +331,11 @@ impl WatchTask {
         let deadline = Instant::now() + self.timeout;
         let interval = self
             .bookmark_interval
-            .unwrap_or(self.shared.config.bookmark_interval);
+            .unwrap_or(self.shared.config.bookmark_interval)
+            .clamp(
+                Duration::from_millis(10),
+                crate::faults::bounded_ms(u64::MAX),
+            );
         let mut next_bookmark = Instant::now() + interval;
         let mut drip_line: Option<(Bytes, usize)> = None;
         let mut next_drip = Instant::now();

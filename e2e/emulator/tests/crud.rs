@@ -659,3 +659,111 @@ async fn in_process_api_shares_semantics_with_http() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn unknown_fields_of_custom_resources_are_pruned_or_refused_under_strict_validation() {
+    let (emu, client) = start().await;
+    install_widget_crd(&client).await;
+    let body = r#"{"apiVersion":"ex.dev/v1","kind":"Widget","metadata":{"name":"u"},"spec":{"size":1,"foo":2},"bogus":true}"#;
+    let path = "/apis/ex.dev/v1/namespaces/default/widgets";
+    let (raw, _) = common::raw_exchange(
+        emu.addr(),
+        "POST",
+        &format!("{path}?fieldValidation=Strict"),
+        &[("Content-Type", "application/json")],
+        Some(body),
+        Duration::from_secs(5),
+    )
+    .await;
+    let (status, _, resp) = common::parse_response(&raw);
+    assert_eq!(status, 400);
+    let msg = serde_json::from_slice::<serde_json::Value>(&resp).unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.starts_with("strict decoding error: ") && msg.contains("unknown field \"spec.foo\""),
+        "{msg}"
+    );
+    let (raw, _) = common::raw_exchange(
+        emu.addr(),
+        "POST",
+        path,
+        &[("Content-Type", "application/json")],
+        Some(body),
+        Duration::from_secs(5),
+    )
+    .await;
+    let (status, headers, resp) = common::parse_response(&raw);
+    assert_eq!(status, 201);
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "warning" && v.contains("unknown field \\\"spec.foo\\\"")),
+        "{headers:?}"
+    );
+    let created: serde_json::Value = serde_json::from_slice(&resp).unwrap();
+    assert_eq!(created["spec"], json!({"size": 1}));
+    assert!(created.get("bogus").is_none());
+}
+
+#[tokio::test]
+async fn delete_collection_removes_only_matching_objects() {
+    let (emu, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    for (name, tier) in [("d1", "a"), ("d2", "a"), ("d3", "b")] {
+        let mut o = cm(name, &[]);
+        o.metadata.labels = Some([("tier".to_string(), tier.to_string())].into());
+        api.create(&PostParams::default(), &o).await.unwrap();
+    }
+    api.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("tier=a"),
+    )
+    .await
+    .unwrap();
+    let left: Vec<String> = emu
+        .list("v1", "ConfigMap", Some("default"))
+        .unwrap()
+        .iter()
+        .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(left, ["d3"]);
+}
+
+#[tokio::test]
+async fn auto_ready_fakes_workload_status() {
+    let (emu, client) = start().await;
+    emu.faults().add(kube_emulator::FaultSpec::new(
+        kube_emulator::Fault::AutoReady {
+            kinds: vec!["Deployment".into()],
+        },
+    ));
+    let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client, "default");
+    let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}});
+    api.patch(
+        "web",
+        &PatchParams::apply("helm").force(),
+        &Patch::Apply(&d),
+    )
+    .await
+    .unwrap();
+    let got = api.get("web").await.unwrap();
+    let st = got.status.unwrap();
+    assert_eq!(
+        (
+            st.ready_replicas,
+            st.available_replicas,
+            st.observed_generation
+        ),
+        (Some(2), Some(2), Some(1))
+    );
+    assert!(
+        st.conditions
+            .unwrap()
+            .iter()
+            .any(|c| c.type_ == "Available" && c.status == "True")
+    );
+}
