@@ -85,8 +85,9 @@ async fn reconcile_spans_are_exported_over_otlp_http() {
         },
     )
     .await;
-    let batches = received.lock().unwrap();
-    let (content_type, request) = batches
+    let (content_type, request) = received
+        .lock()
+        .unwrap()
         .iter()
         .find(|(_, r)| {
             r.resource_spans
@@ -95,6 +96,7 @@ async fn reconcile_spans_are_exported_over_otlp_http() {
                 .flat_map(|ss| &ss.spans)
                 .any(|s| s.name == "reconcile")
         })
+        .cloned()
         .unwrap();
     assert_eq!(content_type.as_deref(), Some("application/x-protobuf"));
     let rs = &request.resource_spans[0];
@@ -119,7 +121,6 @@ async fn reconcile_spans_are_exported_over_otlp_http() {
         string_attr(&span.attributes, "policy_namespace").as_deref(),
         Some("default")
     );
-    drop(batches);
     // The trace id in the log line of a reconcile is the one exported.
     wait_for("a logged reconcile", Duration::from_secs(10), || {
         op.has_log("policy applied")
