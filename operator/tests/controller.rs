@@ -376,3 +376,54 @@ async fn a_missing_kind_publishes_a_not_found_event_and_degrades() {
         .sum();
     assert!(count <= 6, "{count} events: {events:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spec_change_reconfigures_the_running_pool_in_place() {
+    let c = cluster().await;
+    c.policy("default", "growing", configmap_spec());
+    let op = start_operator(&c, &[], &[]).await;
+    wait_for("Ready=True", Duration::from_secs(20), || {
+        c.condition("default", "growing", "Ready")
+            .is_some_and(|r| r["status"] == "True")
+    })
+    .await;
+    c.emu
+        .patch_merge(
+            "watchpool.dev/v1alpha1",
+            "WatchPolicy",
+            "default",
+            "growing",
+            json!({"spec": {"targets": [
+                {"apiVersion": "v1", "kind": "ConfigMap"},
+                {"apiVersion": "v1", "kind": "Secret"}
+            ]}}),
+            false,
+        )
+        .unwrap();
+    wait_for(
+        "two watching targets at generation 2",
+        Duration::from_secs(20),
+        || {
+            c.get_policy("default", "growing").is_some_and(|p| {
+                p["status"]["observedGeneration"] == 2
+                    && p["status"]["targetCount"] == 2
+                    && p["status"]["watching"] == 2
+            })
+        },
+    )
+    .await;
+    assert!(
+        op.has_log("\"applied\":\"Reconfigured\""),
+        "{:#?}",
+        op.logs()
+    );
+    assert_eq!(
+        op.logs()
+            .iter()
+            .filter(|l| l.contains("\"applied\":\"Created\""))
+            .count(),
+        1
+    );
+    let ready = c.condition("default", "growing", "Ready").unwrap();
+    assert_eq!(ready["observedGeneration"], 2);
+}

@@ -116,3 +116,47 @@ async fn the_standby_takes_over_within_the_lease_duration_when_the_leader_is_kil
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_loses_its_lease_stops_its_pools() {
+    let c = cluster().await;
+    c.policy("default", "stolen", configmap_spec());
+    let a = start_operator(
+        &c,
+        &["--leader-election", "--lease-duration", "3s"],
+        &[("POD_NAME", "op-a"), ("POD_NAMESPACE", "default")],
+    )
+    .await;
+    wait_for_async("op-a to run the pool", Duration::from_secs(20), || async {
+        pools_of(&a).await == Some(1)
+    })
+    .await;
+    // Someone else takes the lease (as after a network partition).
+    let until = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60);
+    c.emu
+        .patch_merge(
+            "coordination.k8s.io/v1",
+            "Lease",
+            "default",
+            "watchpool-operator",
+            serde_json::json!({"spec": {
+                "holderIdentity": "intruder",
+                "renewTime": until.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+                "leaseDurationSeconds": 60
+            }}),
+            false,
+        )
+        .unwrap();
+    let stolen = Instant::now();
+    wait_for_async("op-a to stop its pool", Duration::from_secs(8), || async {
+        pools_of(&a).await == Some(0) && !leads(&a).await
+    })
+    .await;
+    eprintln!(
+        "pools stopped {:?} after the lease was taken",
+        stolen.elapsed()
+    );
+    // And it stays a standby.
+    let (code, body) = a.get("/readyz").await;
+    assert_eq!((code, body.as_str()), (200, "ok (standby)"));
+}
