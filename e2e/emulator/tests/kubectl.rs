@@ -845,3 +845,87 @@ async fn server_side_apply_creates_then_updates_with_the_kubectl_manager() {
     assert_eq!(applies[0].status, 201);
     assert_eq!(applies[1].status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_builtins_uses_their_server_side_printers() {
+    let env = Env::start().await;
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "settings", "namespace": "default"},
+        "data": {"a": "1", "b": "2"}});
+    let path = env.file("cm.json", &cm.to_string());
+    let out = env.ok(&["apply", "-f", &path]).await;
+    assert!(out.contains("configmap/settings created"), "{out}");
+    assert!(
+        env.emu
+            .get("v1", "configmaps", "default", "settings")
+            .is_ok()
+    );
+
+    let out = env.ok(&["get", "configmaps", "settings"]).await;
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["NAME", "DATA", "AGE"], "{out}");
+    assert_eq!(&rows[1][..2], ["settings", "2"], "{out}");
+
+    let out = env.ok(&["get", "namespaces"]).await;
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["NAME", "STATUS", "AGE"], "{out}");
+    assert!(
+        rows.iter().any(|r| r[..2] == ["default", "Active"]),
+        "{out}"
+    );
+}
+
+/// The fault types the emulator knows, each of which docs/emulator.md must show.
+const FAULT_TYPES: [&str; 21] = [
+    "drop_watches",
+    "close_watches",
+    "stall_watches",
+    "watch_error",
+    "compact",
+    "future_rv_policy",
+    "restart",
+    "http_error",
+    "latency",
+    "conflict_next",
+    "watchlist",
+    "bookmark_interval",
+    "slow_watch_buffer",
+    "crd_establish_delay",
+    "crd_names_conflict",
+    "auto_ready",
+    "auth",
+    "malformed_line",
+    "oversized_line",
+    "drip",
+    "empty_watch",
+];
+
+#[test]
+fn every_fault_example_in_the_docs_is_a_valid_fault() {
+    let docs = std::fs::read_to_string(workspace_root().join("docs/emulator.md")).unwrap();
+    let mut shown = std::collections::BTreeSet::new();
+    for example in docs.split('`').filter(|s| s.starts_with("{\"type\":")) {
+        let spec: kube_emulator::FaultSpec =
+            serde_json::from_str(example).unwrap_or_else(|e| panic!("{example}: {e}"));
+        let value: Value = serde_json::from_str(example).unwrap();
+        assert_eq!(value["type"], spec.fault.name(), "{example}");
+        shown.insert(spec.fault.name());
+    }
+    // The curl example in single quotes.
+    for example in docs.split('\'').filter(|s| s.starts_with("{\"type\":")) {
+        let _: kube_emulator::FaultSpec =
+            serde_json::from_str(example).unwrap_or_else(|e| panic!("{example}: {e}"));
+    }
+    let missing: Vec<&str> = FAULT_TYPES
+        .iter()
+        .copied()
+        .filter(|t| !shown.contains(t))
+        .collect();
+    assert!(missing.is_empty(), "no example for {missing:?}");
+}

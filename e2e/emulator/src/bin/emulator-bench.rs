@@ -519,6 +519,17 @@ fn main() -> Result<(), BoxError> {
             format!("{:.0} %", result.cpu_clients * 100.0),
         ),
         (
+            "events per emulator CPU-second",
+            if result.cpu_emulator > 0.0 {
+                format!(
+                    "{:.0}",
+                    result.delivered as f64 / result.window_secs / result.cpu_emulator
+                )
+            } else {
+                "n/a".to_string()
+            },
+        ),
+        (
             "CPU whole process",
             format!("{:.0} %", result.cpu_total * 100.0),
         ),
