@@ -190,9 +190,13 @@ impl CpuMeter {
     }
 
     /// Waits, if the pool is over its budget on average, until it is back under. Returns at
-    /// once otherwise (one atomic load). Cancel-safe.
+    /// once otherwise (one atomic load), except that it also spends one unit of tokio's
+    /// cooperative budget: a task that calls it for every event yields now and then even when
+    /// its input is always ready, so each poll stays short and is metered promptly.
+    /// Cancel-safe.
     pub async fn admit(&self) {
         if !self.inner.over.load(Ordering::Relaxed) {
+            tokio::task::consume_budget().await;
             return;
         }
         let mut guard: Option<WaitGuard<'_>> = None;
@@ -377,6 +381,41 @@ mod tests {
         meter.admit().await;
         assert_eq!(before.elapsed(), Duration::ZERO);
         assert_eq!(meter.snapshot().limit_millis, 1_000);
+    }
+
+    #[tokio::test]
+    async fn admit_in_a_loop_without_io_still_ends_polls() {
+        // A task whose input is always ready: without a yield its single poll would run to the
+        // end and the meter would see nothing until then.
+        let meter = CpuMeter::new(0);
+        let inner = meter.clone();
+        let polls = std::sync::Arc::new(AtomicU64::new(0));
+        let counter = polls.clone();
+        let task = meter.metered(async move {
+            for _ in 0..1_000 {
+                inner.admit().await;
+            }
+        });
+        let counted = CountPolls {
+            inner: Box::pin(task),
+            polls: counter,
+        };
+        counted.await;
+        assert!(polls.load(Ordering::Relaxed) >= 5, "{polls:?}");
+    }
+
+    struct CountPolls<F> {
+        inner: Pin<Box<F>>,
+        polls: std::sync::Arc<AtomicU64>,
+    }
+
+    impl<F: Future> Future for CountPolls<F> {
+        type Output = F::Output;
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+            let this = self.get_mut();
+            this.polls.fetch_add(1, Ordering::Relaxed);
+            this.inner.as_mut().poll(cx)
+        }
     }
 
     #[tokio::test(start_paused = true)]
