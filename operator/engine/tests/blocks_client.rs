@@ -33,6 +33,8 @@ enum Script {
     ResetMidStream,
     /// 200 echoing the request's User-Agent as the body.
     EchoUserAgent,
+    /// 200, then one byte of a line every `every`, never a newline.
+    Drip { every: Duration },
 }
 
 struct Server {
@@ -128,6 +130,18 @@ async fn handle(mut socket: TcpStream, script: Script, counter: Arc<AtomicUsize>
                 // Linger 0: closing sends a RST instead of a FIN.
                 let _ = socket.set_zero_linger();
                 return;
+            }
+            Script::Drip { every } => {
+                let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+                if socket.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                loop {
+                    tokio::time::sleep(every).await;
+                    if socket.write_all(b"1\r\nx\r\n").await.is_err() {
+                        return;
+                    }
+                }
             }
             Script::EchoUserAgent => {
                 let agent = head
@@ -307,4 +321,56 @@ async fn https_cluster_url_speaks_tls() {
     assert_eq!(bytes[0], 0x16, "{bytes:?}");
     assert_eq!(bytes[1], 0x03, "{bytes:?}");
     assert_eq!(classify(&err), ErrorReason::ConnectionFailed, "{err:?}");
+}
+
+#[tokio::test]
+async fn slow_drip_over_a_connection_still_hits_the_per_line_deadline() {
+    let server = serve(Script::Drip {
+        every: Duration::from_millis(20),
+    })
+    .await;
+    let client = client_for(server.addr, Duration::from_secs(5)).await;
+    let response = client
+        .send(
+            Request::get("/api/v1/pods?watch=1")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut lines = BodyLines::new(response.into_body(), 1024);
+    let idle = Duration::from_millis(400);
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(idle, lines.next_line()).await;
+    assert!(
+        outcome.is_err(),
+        "the deadline fires although bytes keep coming"
+    );
+    assert!(started.elapsed() < idle + Duration::from_millis(300));
+    // Bytes did arrive meanwhile, and stay buffered in the reader (not lost, not unbounded).
+    assert!(lines.buffered() > 0 && lines.buffered() <= 1024);
+}
+
+#[tokio::test]
+async fn endless_line_over_a_connection_is_refused_with_bounded_memory() {
+    let server = serve(Script::Drip {
+        every: Duration::from_millis(1),
+    })
+    .await;
+    let client = client_for(server.addr, Duration::from_secs(5)).await;
+    let response = client
+        .send(
+            Request::get("/api/v1/pods?watch=1")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut lines = BodyLines::new(response.into_body(), 64);
+    let err = tokio::time::timeout(Duration::from_secs(5), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.reason(), ErrorReason::EventTooLarge);
+    assert_eq!(lines.buffered(), 0);
 }
