@@ -1459,3 +1459,103 @@ fn quickstart_policy_is_valid_in_the_release_namespace() {
         "the same policy outside a trusted namespace is refused, as the quickstart says"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The rendered command line against the real operator binary
+// ---------------------------------------------------------------------------------------------
+
+/// The `watchpool-operator` binary of this build (same target directory and profile as this
+/// test), built or refreshed with cargo first.
+fn operator_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // <target>/<profile>/deps/chart-<hash>
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "watchpool-operator",
+            "--bin",
+            "watchpool-operator",
+        ])
+        .current_dir(tools::workspace_root());
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("cargo starts");
+    assert!(status.success(), "cargo build -p watchpool-operator failed");
+    let binary = profile_dir.join("watchpool-operator");
+    assert!(binary.is_file(), "{} exists", binary.display());
+    binary
+}
+
+/// Runs the operator with `args` and the pod's environment but no reachable cluster: a
+/// command line and configuration the operator accepts gets as far as building its client
+/// and exits 1; one it refuses exits 2 before.
+fn run_operator(binary: &Path, args: &[String]) -> Output {
+    let home = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("chart-operator-home");
+    std::fs::create_dir_all(&home).unwrap();
+    Command::new(binary)
+        .args(args)
+        .env_clear()
+        .env("HOME", &home)
+        .env("KUBECONFIG", home.join("no-such-kubeconfig"))
+        .env("POD_NAMESPACE", NAMESPACE)
+        .env("POD_NAME", "wp-watchpool-6d4cf56db6-x7k2p")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the operator binary starts")
+}
+
+/// The container's arguments, with the admin server moved to loopback so that nothing binds
+/// a public port should the operator get that far.
+fn loopback_args(docs: &[Value]) -> Vec<String> {
+    args(docs)
+        .into_iter()
+        .map(|a| {
+            if a.starts_with("--admin-addr=") {
+                "--admin-addr=127.0.0.1:0".to_owned()
+            } else {
+                a
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn rendered_command_lines_are_accepted_by_the_operator_binary() {
+    let binary = operator_binary();
+
+    // The check below tells "accepted" from "refused": a misspelt flag exits 2.
+    let refused = run_operator(&binary, &["run".into(), "--no-such-flag".into()]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+
+    for values in [
+        "",
+        HA_VALUES,
+        "operator:\n  trustedNamespaces: [watchpool-system, observability]\n  allowSecretData: true\n  \
+         statusInterval: 1m30s\n  logFormat: text\n  logLevel: 'info,watchpool_engine=debug'\n  \
+         shutdownTimeoutSeconds: 50\n  leaderElection: {enabled: true, leaseName: my.lease, leaseDuration: 1m}\n\
+         terminationGracePeriodSeconds: 60\n",
+    ] {
+        let docs = render(values);
+        let args = loopback_args(&docs);
+        let out = run_operator(&binary, &args);
+        // Logs go to stdout, the final error to stderr.
+        let output = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "with values {values:?} the operator must accept {args:?} and fail only for want of \
+             a cluster; it said:\n{output}"
+        );
+        assert!(!output.contains("invalid configuration"), "{output}");
+        assert!(
+            output.contains("starting watchpool-operator"),
+            "the configuration was accepted and the operator started: {output}"
+        );
+    }
+}
