@@ -869,6 +869,22 @@ async fn get_builtins_uses_their_server_side_printers() {
     assert_eq!(rows[0], ["NAME", "DATA", "AGE"], "{out}");
     assert_eq!(&rows[1][..2], ["settings", "2"], "{out}");
 
+    // Client-side apply of a changed built-in: kubectl computes a strategic merge patch.
+    let changed = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "settings", "namespace": "default"},
+        "data": {"a": "1", "c": "3"}});
+    let path = env.file("cm.json", &changed.to_string());
+    let out = env.ok(&["apply", "-f", &path]).await;
+    assert!(out.contains("configmap/settings configured"), "{out}");
+    let stored = env
+        .emu
+        .get("v1", "configmaps", "default", "settings")
+        .unwrap();
+    assert_eq!(stored["data"], json!({"a": "1", "c": "3"}));
+    let patches = env.requests_to("PATCH", "/configmaps/settings");
+    assert_eq!(patches.len(), 1, "{patches:?}");
+    assert_eq!(patches[0].status, 200);
+
     let out = env.ok(&["get", "namespaces"]).await;
     let rows: Vec<Vec<&str>> = out
         .lines()
@@ -928,4 +944,85 @@ fn every_fault_example_in_the_docs_is_a_valid_fault() {
         .filter(|t| !shown.contains(t))
         .collect();
     assert!(missing.is_empty(), "no example for {missing:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_uses_a_server_side_dry_run_and_changes_nothing() {
+    let env = Env::start().await;
+    env.install_crd().await;
+    env.apply_policy("wp1", &[]).await;
+    let rv_before = env.stored("default", "wp1").unwrap()["metadata"]["resourceVersion"].clone();
+
+    let same = json!({
+        "apiVersion": "watchpool.dev/v1alpha1",
+        "kind": "WatchPolicy",
+        "metadata": {"name": "wp1", "namespace": "default"},
+        "spec": {"targets": [{"apiVersion": "v1", "kind": "ConfigMap"}]}
+    });
+    let path = env.file("wp1.json", &same.to_string());
+    let out = env.run(&["diff", "-f", &path]).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+
+    let mut changed = same.clone();
+    changed["spec"]["targets"][0]["kind"] = json!("Secret");
+    let path = env.file("wp1.json", &changed.to_string());
+    let out = env.run(&["diff", "-f", &path]).await;
+    // 1: differences found.
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stdout.contains("-  - apiVersion: v1") || out.stdout.contains("-    kind: ConfigMap"),
+        "{out:?}"
+    );
+    assert!(out.stdout.contains("+    kind: Secret"), "{out:?}");
+
+    // The dry run persisted nothing.
+    let stored = env.stored("default", "wp1").unwrap();
+    assert_eq!(stored["spec"]["targets"][0]["kind"], "ConfigMap");
+    assert_eq!(stored["metadata"]["resourceVersion"], rv_before);
+    assert!(
+        env.emu
+            .requests()
+            .iter()
+            .any(|r| r.method == "PATCH" && r.query.contains("dryRun=All")),
+        "diff sent no dry-run patch"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_crd_removes_its_objects_and_its_resource() {
+    let env = Env::start().await;
+    env.install_crd().await;
+    env.apply_policy("wp1", &[]).await;
+    let out = env
+        .ok(&["delete", "-f", &crd_path(), "--timeout=20s"])
+        .await;
+    assert!(
+        out.contains(
+            "customresourcedefinition.apiextensions.k8s.io \"watchpolicies.watchpool.dev\" deleted"
+        ),
+        "{out}"
+    );
+    assert!(env.stored("default", "wp1").is_none());
+    assert!(
+        !env.emu
+            .resources()
+            .iter()
+            .any(|r| r.group == "watchpool.dev"),
+        "the resource is still served"
+    );
+    // kubectl still knows the kind from its discovery cache, so the list itself answers 404
+    // (as a real API server does once the CRD is gone).
+    let gone = env.run(&["get", "watchpolicies"]).await;
+    assert!(!gone.success(), "{gone:?}");
+    assert!(
+        gone.stderr
+            .contains("the server could not find the requested resource")
+            || gone
+                .stderr
+                .contains("the server doesn't have a resource type"),
+        "{gone:?}"
+    );
+    let resources = env.ok(&["api-resources"]).await;
+    assert!(!resources.contains("watchpolicies"), "{resources}");
 }
