@@ -1559,3 +1559,37 @@ fn rendered_command_lines_are_accepted_by_the_operator_binary() {
         );
     }
 }
+
+#[test]
+fn chart_requires_the_oldest_kubernetes_the_operator_supports() {
+    // The operator is built against the 1.33 API (k8s-openapi feature v1_33).
+    let manifest = read(&tools::workspace_root().join("operator").join("Cargo.toml"));
+    assert!(
+        manifest.contains("\"v1_33\""),
+        "the operator still targets 1.33"
+    );
+    let chart = chart_dir();
+    let template = |version: &str| {
+        helm(
+            &[
+                "template",
+                RELEASE,
+                chart.to_str().unwrap(),
+                "--kube-version",
+                version,
+            ],
+            "",
+        )
+    };
+    let old = template("1.32.9");
+    assert!(!old.status.success(), "Kubernetes 1.32 is refused");
+    assert!(
+        text(&old.stderr).contains("kubeVersion"),
+        "{}",
+        text(&old.stderr)
+    );
+    for version in ["1.33.0", "1.35.0"] {
+        let out = template(version);
+        assert!(out.status.success(), "{version}: {}", text(&out.stderr));
+    }
+}
