@@ -92,7 +92,8 @@ pub fn strategic_merge(doc: &mut Value, patch: &Value) {
     }
     let Value::Object(dm) = doc else { return };
     for (k, pv) in pm {
-        if k.starts_with("$setElementOrder") || k == "$retainKeys" || k == "$patch" {
+        // Directives ($setElementOrder/…, $retainKeys, $deleteFromPrimitiveList/…) are ignored.
+        if k.starts_with('$') {
             continue;
         }
         match pv {

@@ -515,7 +515,7 @@ async fn resource_request(
             return watch_request(shared, &r, rec, res.clone(), namespace, &name_s, &ctx).await;
         }
         "get" => get_request(shared, &r, &res, &ns, &name_s),
-        "list" => list_request(shared, &r, &res, namespace.as_deref(), &ctx).await,
+        "list" => list_request(shared, &r, rec, &res, namespace.as_deref(), &ctx).await,
         _ => {
             write_request(
                 shared,
@@ -569,12 +569,20 @@ fn get_request(
     })
 }
 
-fn future_policy(shared: &Shared, ctx: &MatchContext<'_>) -> FutureRvPolicy {
+/// The policy for a resourceVersion in the future; records the fault when one decided it.
+fn future_policy(
+    shared: &Shared,
+    ctx: &MatchContext<'_>,
+    rec: &mut RequestRecord,
+) -> FutureRvPolicy {
     match shared
         .faults
         .take(ctx, |f| matches!(f, Fault::FutureRvPolicy { .. }), &[])
     {
-        Some((_, Fault::FutureRvPolicy { policy })) => policy,
+        Some((_, Fault::FutureRvPolicy { policy })) => {
+            rec.faults.push("future_rv_policy".into());
+            policy
+        }
         _ => FutureRvPolicy::Expire,
     }
 }
@@ -582,6 +590,7 @@ fn future_policy(shared: &Shared, ctx: &MatchContext<'_>) -> FutureRvPolicy {
 async fn list_request(
     shared: &Shared,
     r: &Req,
+    rec: &mut RequestRecord,
     res: &ResourceInfo,
     ns: Option<&str>,
     ctx: &MatchContext<'_>,
@@ -611,7 +620,7 @@ async fn list_request(
             )));
         }
         if n > current {
-            if future_policy(shared, ctx) == FutureRvPolicy::Wait {
+            if future_policy(shared, ctx, rec) == FutureRvPolicy::Wait {
                 let deadline = Instant::now() + Duration::from_secs(3);
                 while shared.store.current_rv() < n && Instant::now() < deadline {
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -768,7 +777,7 @@ async fn watch_request(
     let mut future_wait = false;
     if let WatchFrom::Exact(n) = from
         && n > shared.store.current_rv()
-        && future_policy(shared, ctx) == FutureRvPolicy::Wait
+        && future_policy(shared, ctx, rec) == FutureRvPolicy::Wait
     {
         future_wait = true;
         wait_for_rv = Some(n);

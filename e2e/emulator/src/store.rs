@@ -1089,6 +1089,13 @@ impl Store {
                 patch::strategic_merge(&mut new, &body)
             }
             PatchKind::Json => {
+                if body.as_array().is_some_and(|ops| ops.len() > 10_000) {
+                    return Err(ApiError::new(
+                        413,
+                        "RequestEntityTooLarge",
+                        "The allowed operations in a JSON patch are limited to 10000",
+                    ));
+                }
                 patch::json_patch(&mut new, &body).map_err(ApiError::unprocessable)?
             }
             PatchKind::Apply => {}
