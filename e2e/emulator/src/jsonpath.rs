@@ -31,6 +31,8 @@ pub fn eval(expr: &str, obj: &Value) -> Option<Value> {
 enum Step {
     Field(String),
     Index(i64),
+    /// `[start:end]`, either bound optional, negative counting from the end.
+    Slice(Option<i64>, Option<i64>),
     Wildcard,
     Filter(Filter),
 }
@@ -63,6 +65,17 @@ fn apply<'a>(step: &Step, value: &'a Value, out: &mut Vec<&'a Value>) {
                     && let Some(v) = items.get(idx as usize)
                 {
                     out.push(v);
+                }
+            }
+        }
+        Step::Slice(start, end) => {
+            if let Some(items) = value.as_array() {
+                let len = items.len() as i64;
+                let clamp = |i: i64| if i < 0 { (len + i).max(0) } else { i.min(len) };
+                let from = clamp(start.unwrap_or(0));
+                let to = clamp(end.unwrap_or(len));
+                if from < to {
+                    out.extend(items[from as usize..to as usize].iter());
                 }
             }
         }
@@ -228,20 +241,40 @@ fn parse_bracket(chars: &[char], pos: &mut usize) -> Option<Step> {
             Step::Filter(Filter { path, op })
         }
         _ => {
-            let start = *pos;
-            if chars.get(*pos) == Some(&'-') {
+            let first = parse_int(chars, pos);
+            skip_ws(chars, pos);
+            if chars.get(*pos) == Some(&':') {
                 *pos += 1;
+                skip_ws(chars, pos);
+                let second = parse_int(chars, pos);
+                Step::Slice(first, second)
+            } else {
+                Step::Index(first?)
             }
-            while *pos < chars.len() && chars[*pos].is_ascii_digit() {
-                *pos += 1;
-            }
-            let text: String = chars[start..*pos].iter().collect();
-            Step::Index(text.parse().ok()?)
         }
     };
     skip_ws(chars, pos);
     expect(chars, pos, ']')?;
     Some(step)
+}
+
+/// An optional signed integer; `None` (and nothing consumed) when there is none.
+fn parse_int(chars: &[char], pos: &mut usize) -> Option<i64> {
+    let start = *pos;
+    if chars.get(*pos) == Some(&'-') {
+        *pos += 1;
+    }
+    while *pos < chars.len() && chars[*pos].is_ascii_digit() {
+        *pos += 1;
+    }
+    let text: String = chars[start..*pos].iter().collect();
+    match text.parse() {
+        Ok(n) => Some(n),
+        Err(_) => {
+            *pos = start;
+            None
+        }
+    }
 }
 
 fn parse_literal(chars: &[char], pos: &mut usize) -> Option<Value> {
@@ -364,6 +397,29 @@ mod tests {
             eval(".spec.targets[-1].kind", &policy()),
             Some(json!("Secret"))
         );
+    }
+
+    #[test]
+    fn slices_select_ranges_and_return_the_first() {
+        assert_eq!(
+            eval(".spec.targets[1:].kind", &policy()),
+            Some(json!("Secret"))
+        );
+        assert_eq!(
+            eval(".spec.targets[0:1].kind", &policy()),
+            Some(json!("Pod"))
+        );
+        assert_eq!(
+            eval(".spec.targets[-1:].kind", &policy()),
+            Some(json!("Secret"))
+        );
+        assert_eq!(
+            eval(".spec.targets[:1].kind", &policy()),
+            Some(json!("Pod"))
+        );
+        assert_eq!(eval(".spec.targets[2:].kind", &policy()), None);
+        assert_eq!(eval(".spec.targets[1:1]", &policy()), None);
+        assert_eq!(eval(".spec.targets[]", &policy()), None);
     }
 
     #[test]
