@@ -452,4 +452,83 @@ mod tests {
         );
         assert!(snap.throttled);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// (milliseconds to wait, CPU milliseconds to record) steps.
+        fn steps() -> impl Strategy<Value = Vec<(u64, u64)>> {
+            proptest::collection::vec((0u64..3_000, 0u64..400), 1..40)
+        }
+
+        fn paused_runtime() -> tokio::runtime::Runtime {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            #[test]
+            fn window_average_is_bounded_by_the_last_nine_and_ten_seconds(steps in steps(), tail in 0u64..3_000) {
+                paused_runtime().block_on(async {
+                    let meter = CpuMeter::new(0);
+                    let start = Instant::now();
+                    let mut records: Vec<(Duration, u64)> = Vec::new();
+                    for (wait, cpu) in &steps {
+                        tokio::time::sleep(Duration::from_millis(*wait)).await;
+                        meter.record(Duration::from_millis(*cpu));
+                        records.push((start.elapsed(), *cpu));
+                    }
+                    tokio::time::sleep(Duration::from_millis(tail)).await;
+                    let now = start.elapsed();
+                    let snap = meter.snapshot();
+                    let total: u64 = records.iter().map(|(_, c)| c).sum();
+                    prop_assert!((snap.cpu_seconds_total - total as f64 / 1e3).abs() < 1e-9);
+                    let since = |secs: u64| -> f64 {
+                        records
+                            .iter()
+                            .filter(|(at, _)| *at + Duration::from_secs(secs) > now)
+                            .map(|(_, c)| *c as f64)
+                            .sum()
+                    };
+                    // Used CPU in the window, in milliseconds, and the window's span.
+                    let used_ms = snap.used_millis;
+                    if now >= Duration::from_secs(10) {
+                        // The window starts between 10 s and 9 s ago.
+                        prop_assert!(used_ms * 10.0 + 1e-6 >= since(9), "{used_ms} {}", since(9));
+                        prop_assert!(used_ms * 9.0 <= since(10) + 1e-6, "{used_ms} {}", since(10));
+                    } else {
+                        let span = now.as_secs_f64().max(1.0);
+                        prop_assert!((used_ms * span - total as f64).abs() < 1e-6, "{used_ms} {span} {total}");
+                    }
+                    Ok(())
+                })?;
+            }
+
+            #[test]
+            fn after_admit_the_average_is_within_the_budget(steps in steps(), limit in 1u64..2_000) {
+                paused_runtime().block_on(async {
+                    let meter = CpuMeter::new(limit);
+                    for (wait, cpu) in &steps {
+                        tokio::time::sleep(Duration::from_millis(*wait)).await;
+                        meter.record(Duration::from_millis(*cpu));
+                        let before = meter.snapshot();
+                        let at = Instant::now();
+                        meter.admit().await;
+                        let after = meter.snapshot();
+                        prop_assert!(after.used_millis <= limit as f64 * (1.0 + 1e-9), "{after:?}");
+                        if before.used_millis <= limit as f64 {
+                            prop_assert_eq!(at.elapsed(), Duration::ZERO);
+                        }
+                    }
+                    Ok(())
+                })?;
+            }
+        }
+    }
 }
