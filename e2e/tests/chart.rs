@@ -1593,3 +1593,75 @@ fn chart_requires_the_oldest_kubernetes_the_operator_supports() {
         assert!(out.status.success(), "{version}: {}", text(&out.stderr));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The rendered objects against the Kubernetes API types
+// ---------------------------------------------------------------------------------------------
+
+/// Decodes `doc` as the Kubernetes type `T` and encodes it back: a field the type does not
+/// know (a misspelling, a wrong level of indentation) is dropped on the way and shows up as a
+/// difference.
+fn round_trips_as<T: serde::de::DeserializeOwned + serde::Serialize>(
+    doc: &Value,
+) -> Result<(), String> {
+    let typed: T =
+        serde_json::from_value(doc.clone()).map_err(|e| format!("does not decode: {e}"))?;
+    let back = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
+    if &back == doc {
+        Ok(())
+    } else {
+        Err(format!(
+            "changed by a round trip:\nrendered: {doc:#}\ntyped:    {back:#}"
+        ))
+    }
+}
+
+#[test]
+fn rendered_objects_are_valid_kubernetes_objects() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+
+    let everything = "replicaCount: 3\n\
+        serviceMonitor: {enabled: true}\n\
+        tracing: {otlpEndpoint: 'http://otel-collector:4318'}\n\
+        extraEnv:\n  - {name: OTEL_EXPORTER_OTLP_HEADERS, valueFrom: {secretKeyRef: {name: otel, key: headers}}}\n\
+        imagePullSecrets: [{name: regcred}]\n\
+        podAnnotations: {a: b}\n\
+        podLabels: {team: platform}\n\
+        nodeSelector: {kubernetes.io/os: linux}\n\
+        tolerations: [{key: dedicated, operator: Equal, value: ops, effect: NoSchedule}]\n\
+        priorityClassName: system-cluster-critical\n\
+        service: {annotations: {example.com/note: z}}\n\
+        serviceAccount: {annotations: {iam: role}}\n\
+        networkPolicy:\n  enabled: true\n  apiServerCidrs: [10.0.0.1/32]\n  \
+        ingressFrom: [{namespaceSelector: {matchLabels: {name: monitoring}}}]\n  \
+        extraEgress: [{to: [{ipBlock: {cidr: 10.1.0.0/16}}], ports: [{port: 4318, protocol: TCP}]}]\n";
+    let mut kinds = BTreeSet::new();
+    for values in ["", everything] {
+        for doc in render(values) {
+            let kind = doc["kind"].as_str().unwrap().to_owned();
+            let result = match kind.as_str() {
+                "Deployment" => round_trips_as::<Deployment>(&doc),
+                "Service" => round_trips_as::<Service>(&doc),
+                "ServiceAccount" => round_trips_as::<ServiceAccount>(&doc),
+                "ClusterRole" => round_trips_as::<ClusterRole>(&doc),
+                "ClusterRoleBinding" => round_trips_as::<ClusterRoleBinding>(&doc),
+                "Role" => round_trips_as::<Role>(&doc),
+                "RoleBinding" => round_trips_as::<RoleBinding>(&doc),
+                "PodDisruptionBudget" => round_trips_as::<PodDisruptionBudget>(&doc),
+                "NetworkPolicy" => round_trips_as::<NetworkPolicy>(&doc),
+                // Not a built-in type: its fields are checked in the ServiceMonitor test.
+                "ServiceMonitor" => Ok(()),
+                other => Err(format!("unexpected kind {other}")),
+            };
+            if let Err(problem) = result {
+                panic!("{kind} with values {values:?} {problem}");
+            }
+            kinds.insert(kind);
+        }
+    }
+    assert_eq!(kinds.len(), 10, "every kind was checked: {kinds:?}");
+}
