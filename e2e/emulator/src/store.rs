@@ -1001,6 +1001,10 @@ impl Store {
             .to_string();
         g.resources
             .retain(|r| !(r.custom && r.group == group && r.plural == plural));
+        // Open watches of the removed resource end (cleanly) once they have sent what is queued.
+        let key = format!("{plural}.{group}");
+        g.channels.retain(|(k, _), _| **k != *key);
+        g.selectable.remove(&key);
         self.resources_generation.fetch_add(1, Ordering::AcqRel);
     }
 

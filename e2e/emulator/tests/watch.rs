@@ -441,3 +441,43 @@ async fn all_namespaces_watch_and_list_span_namespaces() {
         matches!(next_event(&mut s).await, WatchEvent::Added(o) if o.namespace().as_deref() == Some("n2"))
     );
 }
+
+#[tokio::test]
+async fn deleting_a_crd_deletes_its_objects_and_ends_their_watches() {
+    let (emu, client) = start().await;
+    install_widget_crd(&client).await;
+    let api: Api<Widget> = Api::namespaced(client.clone(), "default");
+    api.create(
+        &PostParams::default(),
+        &Widget::new("gone", WidgetSpec::default()),
+    )
+    .await
+    .unwrap();
+    let rv = emu.resource_version().to_string();
+    let mut s = api
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    emu.delete(
+        "apiextensions.k8s.io/v1",
+        "customresourcedefinitions",
+        "",
+        "widgets.ex.dev",
+    )
+    .unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(5), s.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(matches!(ev, WatchEvent::Deleted(w) if w.name_any() == "gone"));
+    let end = tokio::time::timeout(Duration::from_secs(5), s.next())
+        .await
+        .unwrap();
+    assert!(end.is_none(), "the stream ends with its resource");
+    match api.list(&ListParams::default()).await.unwrap_err() {
+        KubeError::Api(st) => assert_eq!(st.code, 404),
+        other => panic!("{other:?}"),
+    }
+}
