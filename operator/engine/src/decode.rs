@@ -509,5 +509,50 @@ mod tests {
                 prop_assert!(expected.starts_with(&got));
             }
         }
+
+        #[test]
+        fn body_lines_deliver_the_same_lines_and_report_a_cut_tail(
+            input in proptest::collection::vec(prop_oneof![Just(b'\n'), any::<u8>()], 0..400),
+            cuts in proptest::collection::vec(any::<usize>(), 0..20),
+            limit in 1usize..60,
+        ) {
+            let chunks = chunked(&input, &cuts);
+            let frames = chunks
+                .into_iter()
+                .map(|c| Ok::<_, std::convert::Infallible>(http_body::Frame::data(c)));
+            let body = http_body_util::StreamBody::new(futures::stream::iter(frames));
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let (got, end) = runtime.block_on(async {
+                let mut lines = BodyLines::new(body, limit);
+                let mut got = Vec::new();
+                loop {
+                    match lines.next_line().await {
+                        Ok(Some(line)) => got.push(line.to_vec()),
+                        Ok(None) => return (got, None),
+                        Err(err) => return (got, Some(err)),
+                    }
+                }
+            });
+            let expected = expected_lines(&input);
+            let all_fit = input.split(|b| *b == b'\n').all(|l| l.len() <= limit);
+            let tail = input.len() - input.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+            match end {
+                None => {
+                    prop_assert!(all_fit && tail == 0);
+                    prop_assert_eq!(got, expected);
+                }
+                Some(BodyLinesError::IncompleteLine { len }) => {
+                    prop_assert!(all_fit);
+                    prop_assert_eq!(len, tail);
+                    prop_assert_eq!(got, expected);
+                }
+                Some(BodyLinesError::LineTooLong { limit: l }) => {
+                    prop_assert!(!all_fit);
+                    prop_assert_eq!(l, limit);
+                    prop_assert!(expected.starts_with(&got));
+                }
+                Some(other) => prop_assert!(false, "unexpected {other:?}"),
+            }
+        }
     }
 }
