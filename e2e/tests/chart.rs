@@ -177,6 +177,24 @@ fn crd_watch() -> BTreeSet<(String, String)> {
 
 const HA_VALUES: &str = "replicaCount: 2\n";
 
+/// The chart's example values files (`charts/watchpool/ci/*-values.yaml`, also what
+/// chart-testing lints), with an empty values file first: (name, contents).
+fn values_sets() -> Vec<(String, String)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(chart_dir().join("ci"))
+        .expect("charts/watchpool/ci exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with("-values.yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 2, "HA and full example values: {files:?}");
+    let mut sets = vec![("defaults".to_owned(), String::new())];
+    for file in files {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        sets.push((name, std::fs::read_to_string(&file).unwrap()));
+    }
+    sets
+}
+
 // ---------------------------------------------------------------------------------------------
 // helm lint
 // ---------------------------------------------------------------------------------------------
@@ -199,22 +217,31 @@ fn helm_lint_passes_with_default_values() {
 }
 
 #[test]
-fn helm_lint_strict_passes_with_default_and_ha_values_and_every_optional_object() {
+fn helm_lint_strict_passes_with_default_ha_and_full_values() {
     let chart = chart_dir();
-    let full = "replicaCount: 2\nserviceMonitor: {enabled: true}\nnetworkPolicy: {enabled: true}\n\
-                tracing: {otlpEndpoint: 'http://otel-collector:4318'}\n";
-    for values in ["", HA_VALUES, full] {
+    for (name, values) in values_sets() {
         let out = helm(
             &["lint", "--strict", chart.to_str().unwrap(), "-f", "-"],
-            values,
+            &values,
         );
         assert!(
             out.status.success(),
-            "helm lint --strict failed with values {values:?}:\n{}{}",
+            "helm lint --strict failed with {name}:\n{}{}",
             text(&out.stdout),
             text(&out.stderr)
         );
     }
+}
+
+#[test]
+fn ha_example_values_turn_on_leader_election() {
+    let (_, ha) = values_sets()
+        .into_iter()
+        .find(|(name, _)| name == "ha-values.yaml")
+        .expect("ci/ha-values.yaml");
+    let docs = render(&ha);
+    assert!(args(&docs).contains(&"--leader-election".to_owned()));
+    assert_eq!(of_kind(&docs, "PodDisruptionBudget").len(), 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1533,15 +1560,15 @@ fn rendered_command_lines_are_accepted_by_the_operator_binary() {
     let refused = run_operator(&binary, &["run".into(), "--no-such-flag".into()]);
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
 
-    for values in [
-        "",
-        HA_VALUES,
-        "operator:\n  trustedNamespaces: [watchpool-system, observability]\n  allowSecretData: true\n  \
-         statusInterval: 1m30s\n  logFormat: text\n  logLevel: 'info,watchpool_engine=debug'\n  \
-         shutdownTimeoutSeconds: 50\n  leaderElection: {enabled: true, leaseName: my.lease, leaseDuration: 1m}\n\
-         terminationGracePeriodSeconds: 60\n",
-    ] {
-        let docs = render(values);
+    let mut sets = values_sets();
+    sets.push((
+        "secret data and custom lease".to_owned(),
+        "operator:\n  allowSecretData: true\n  statusInterval: 1m30s\n  \
+         leaderElection: {enabled: true, leaseName: my.lease, leaseDuration: 1m}\n"
+            .to_owned(),
+    ));
+    for (name, values) in sets {
+        let docs = render(&values);
         let args = loopback_args(&docs);
         let out = run_operator(&binary, &args);
         // Logs go to stdout, the final error to stderr.
@@ -1549,8 +1576,8 @@ fn rendered_command_lines_are_accepted_by_the_operator_binary() {
         assert_eq!(
             out.status.code(),
             Some(1),
-            "with values {values:?} the operator must accept {args:?} and fail only for want of \
-             a cluster; it said:\n{output}"
+            "with {name} the operator must accept {args:?} and fail only for want of a \
+             cluster; it said:\n{output}"
         );
         assert!(!output.contains("invalid configuration"), "{output}");
         assert!(
@@ -1624,24 +1651,9 @@ fn rendered_objects_are_valid_kubernetes_objects() {
     use k8s_openapi::api::policy::v1::PodDisruptionBudget;
     use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 
-    let everything = "replicaCount: 3\n\
-        serviceMonitor: {enabled: true}\n\
-        tracing: {otlpEndpoint: 'http://otel-collector:4318'}\n\
-        extraEnv:\n  - {name: OTEL_EXPORTER_OTLP_HEADERS, valueFrom: {secretKeyRef: {name: otel, key: headers}}}\n\
-        imagePullSecrets: [{name: regcred}]\n\
-        podAnnotations: {a: b}\n\
-        podLabels: {team: platform}\n\
-        nodeSelector: {kubernetes.io/os: linux}\n\
-        tolerations: [{key: dedicated, operator: Equal, value: ops, effect: NoSchedule}]\n\
-        priorityClassName: system-cluster-critical\n\
-        service: {annotations: {example.com/note: z}}\n\
-        serviceAccount: {annotations: {iam: role}}\n\
-        networkPolicy:\n  enabled: true\n  apiServerCidrs: [10.0.0.1/32]\n  \
-        ingressFrom: [{namespaceSelector: {matchLabels: {name: monitoring}}}]\n  \
-        extraEgress: [{to: [{ipBlock: {cidr: 10.1.0.0/16}}], ports: [{port: 4318, protocol: TCP}]}]\n";
     let mut kinds = BTreeSet::new();
-    for values in ["", everything] {
-        for doc in render(values) {
+    for (name, values) in values_sets() {
+        for doc in render(&values) {
             let kind = doc["kind"].as_str().unwrap().to_owned();
             let result = match kind.as_str() {
                 "Deployment" => round_trips_as::<Deployment>(&doc),
@@ -1658,7 +1670,7 @@ fn rendered_objects_are_valid_kubernetes_objects() {
                 other => Err(format!("unexpected kind {other}")),
             };
             if let Err(problem) = result {
-                panic!("{kind} with values {values:?} {problem}");
+                panic!("{kind} with {name} {problem}");
             }
             kinds.insert(kind);
         }
