@@ -277,6 +277,10 @@ fn pod_runs_non_root_with_runtime_default_seccomp() {
     );
     assert!(pod["hostNetwork"].is_null() && pod["hostPID"].is_null());
     assert_eq!(pod["serviceAccountName"], FULLNAME);
+    assert_eq!(
+        pod["enableServiceLinks"], false,
+        "no environment from other Services"
+    );
 }
 
 #[test]
