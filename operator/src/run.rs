@@ -208,6 +208,7 @@ async fn run_until_stopped(parts: RunParts, stop: CancellationToken) -> Result<(
         ));
         let lost = loop {
             tokio::select! {
+                biased;
                 () = stop.cancelled() => break false,
                 r = leading.changed() => {
                     if r.is_err() || *leading.borrow_and_update() != Some(true) {

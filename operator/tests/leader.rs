@@ -160,3 +160,47 @@ async fn a_leader_that_loses_its_lease_stops_its_pools() {
     let (code, body) = a.get("/readyz").await;
     assert_eq!((code, body.as_str()), (200, "ok (standby)"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_cannot_renew_steps_down_when_its_claim_runs_out_and_resumes_after() {
+    use kube_emulator::{ErrorBody, Fault, FaultSpec};
+    let c = cluster().await;
+    c.policy("default", "cut-off", configmap_spec());
+    let lease = Duration::from_secs(3);
+    let a = start_operator(
+        &c,
+        &["--leader-election", "--lease-duration", "3s"],
+        &[("POD_NAME", "op-a"), ("POD_NAMESPACE", "default")],
+    )
+    .await;
+    wait_for_async("op-a to run the pool", Duration::from_secs(20), || async {
+        pools_of(&a).await == Some(1)
+    })
+    .await;
+    // The Lease becomes unreachable (every request to it fails).
+    let fault = c.emu.faults().add(
+        FaultSpec::new(Fault::HttpError {
+            code: 503,
+            retry_after: None,
+            body: ErrorBody::Json,
+            message: None,
+        })
+        .resource("leases"),
+    );
+    let cut = Instant::now();
+    wait_for_async(
+        "op-a to stop its pool",
+        lease + Duration::from_secs(2),
+        || async { pools_of(&a).await == Some(0) },
+    )
+    .await;
+    let took = cut.elapsed();
+    eprintln!("pools stopped {took:?} after the lease became unreachable");
+    assert!(took <= lease, "{took:?}");
+    // Once the Lease is reachable again, the replica leads again.
+    c.emu.faults().remove(fault);
+    wait_for_async("op-a to lead again", Duration::from_secs(20), || async {
+        pools_of(&a).await == Some(1) && leads(&a).await
+    })
+    .await;
+}
