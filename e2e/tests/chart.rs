@@ -1681,3 +1681,48 @@ fn rendered_objects_are_valid_kubernetes_objects() {
     }
     assert_eq!(kinds.len(), 10, "every kind was checked: {kinds:?}");
 }
+
+/// (group, plural) of a Kubernetes API type, as k8s-openapi knows it.
+fn resource_of<T: k8s_openapi::Resource>() -> (String, String) {
+    (T::GROUP.to_owned(), T::URL_PATH_SEGMENT.to_owned())
+}
+
+#[test]
+fn default_watchable_resources_are_real_api_resources() {
+    use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+    use k8s_openapi::api::batch::v1::{CronJob, Job};
+    use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use k8s_openapi::api::networking::v1::Ingress;
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+
+    let known: BTreeSet<(String, String)> = [
+        resource_of::<Pod>(),
+        resource_of::<Service>(),
+        resource_of::<ConfigMap>(),
+        resource_of::<Secret>(),
+        resource_of::<Namespace>(),
+        resource_of::<Deployment>(),
+        resource_of::<StatefulSet>(),
+        resource_of::<DaemonSet>(),
+        resource_of::<ReplicaSet>(),
+        resource_of::<Job>(),
+        resource_of::<CronJob>(),
+        resource_of::<Ingress>(),
+        resource_of::<EndpointSlice>(),
+        resource_of::<CustomResourceDefinition>(),
+    ]
+    .into_iter()
+    .collect();
+    let granted = watchable_grants(&render(""));
+    let unknown: Vec<_> = granted.difference(&known).collect();
+    assert!(
+        unknown.is_empty(),
+        "granted resources that the Kubernetes API does not have (a typo in values.yaml?): {unknown:?}"
+    );
+    assert_eq!(
+        granted.len(),
+        known.len(),
+        "every known kind is granted once"
+    );
+}
