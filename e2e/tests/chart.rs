@@ -1726,3 +1726,76 @@ fn default_watchable_resources_are_real_api_resources() {
         "every known kind is granted once"
     );
 }
+
+/// String literals of `source` that start with `prefix` and continue with `[a-z0-9_]`.
+fn literals_with_prefix(source: &str, prefix: &str) -> BTreeSet<String> {
+    source
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| {
+            s.starts_with(prefix)
+                && s.len() > prefix.len()
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn observability_docs_cover_every_metric_the_operator_registers() {
+    let source = read(&tools::workspace_root().join("operator/src/metrics.rs"));
+    let names = literals_with_prefix(&source, "watchpool_");
+    assert!(
+        names.len() >= 15,
+        "metric names found in operator/src/metrics.rs: {names:?}"
+    );
+    let docs = read(&tools::workspace_root().join("docs/observability.md"));
+    let missing: Vec<_> = names
+        .iter()
+        .filter(|name| !docs.contains(&format!("`{name}")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "metrics not in docs/observability.md: {missing:?}"
+    );
+}
+
+#[test]
+fn configuration_docs_cover_every_flag_and_variable_of_the_operator() {
+    let source = read(&tools::workspace_root().join("operator/src/args.rs"));
+    let docs = read(&tools::workspace_root().join("docs/configuration.md"));
+    let run_args = source
+        .split("pub struct RunArgs {")
+        .nth(1)
+        .and_then(|s| s.split("\n}").next())
+        .expect("RunArgs in operator/src/args.rs");
+    let mut flags = Vec::new();
+    for line in run_args.lines() {
+        if let Some(field) = line
+            .trim()
+            .strip_prefix("pub ")
+            .and_then(|l| l.split(':').next())
+        {
+            flags.push(format!("--{}", field.replace('_', "-")));
+        }
+    }
+    assert!(flags.len() >= 10, "flags found: {flags:?}");
+    let envs: Vec<String> = run_args
+        .split("env = \"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .map(str::to_owned)
+        .collect();
+    assert!(envs.len() >= 10, "environment variables found: {envs:?}");
+    let missing: Vec<_> = flags
+        .iter()
+        .chain(&envs)
+        .filter(|name| !docs.contains(&format!("`{name}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not in docs/configuration.md: {missing:?}"
+    );
+}
