@@ -1799,3 +1799,36 @@ fn configuration_docs_cover_every_flag_and_variable_of_the_operator() {
         "not in docs/configuration.md: {missing:?}"
     );
 }
+
+/// The values of `pub const NAME: &str = "value";` in `source`.
+fn str_consts(source: &str) -> BTreeSet<String> {
+    source
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("pub const "))
+        .filter(|l| l.contains(": &str = \""))
+        .filter_map(|l| l.split('"').nth(1))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn observability_docs_cover_every_event_reason_and_condition() {
+    let root = tools::workspace_root();
+    let docs = read(&root.join("docs/observability.md"));
+    let events = str_consts(&read(&root.join("operator/src/events.rs")));
+    let conditions = str_consts(&read(&root.join("operator/src/status.rs")));
+    assert!(events.len() >= 7, "event reasons found: {events:?}");
+    assert!(
+        conditions.len() >= 8,
+        "condition types and reasons found: {conditions:?}"
+    );
+    let missing: Vec<_> = events
+        .iter()
+        .chain(&conditions)
+        .filter(|name| !docs.contains(&format!("`{name}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not in docs/observability.md: {missing:?}"
+    );
+}
