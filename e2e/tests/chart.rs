@@ -1832,3 +1832,28 @@ fn observability_docs_cover_every_event_reason_and_condition() {
         "not in docs/observability.md: {missing:?}"
     );
 }
+
+#[test]
+fn a_release_named_watchpool_has_the_object_names_the_docs_use() {
+    let chart = chart_dir();
+    let out = helm(
+        &[
+            "template",
+            "watchpool",
+            chart.to_str().unwrap(),
+            "--namespace",
+            "watchpool-system",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text(&out.stdout)).unwrap();
+    // docs/quickstart.md and the runbooks use deployment/watchpool, service/watchpool,
+    // clusterrole watchpool and serviceaccount watchpool.
+    for kind in ["Deployment", "Service", "ServiceAccount", "ClusterRole"] {
+        assert_eq!(one(&docs, kind)["metadata"]["name"], "watchpool", "{kind}");
+    }
+    let quickstart = read(&tools::workspace_root().join("docs/quickstart.md"));
+    assert!(quickstart.contains("rollout status deployment/watchpool"));
+    assert!(quickstart.contains("port-forward service/watchpool 8080"));
+}
