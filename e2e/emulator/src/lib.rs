@@ -19,6 +19,7 @@ pub mod jsonpath;
 mod objects;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod prune;
 pub mod registry;
 pub mod reqlog;

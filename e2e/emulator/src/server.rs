@@ -928,28 +928,36 @@ async fn write_request(
     status_sub: bool,
     ctx: &MatchContext<'_>,
 ) -> Result<Response<Body>, ApiError> {
-    if r.content_type.contains("protobuf") {
-        return Err(ApiError::new(
-            415,
-            "UnsupportedMediaType",
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
-        ));
-    }
     let q = r.query.clone();
     let content_type = r.content_type.clone();
     let bytes = read_body(r.body).await?;
+    let protobuf = content_type.contains("protobuf");
+    // The body as JSON: protobuf (kubectl's typed commands, helm), YAML or JSON.
+    let parse_body = |yaml: bool| -> Result<Value, ApiError> {
+        if protobuf {
+            crate::protobuf::decode(&bytes).map_err(|e| {
+                ApiError::new(
+                    415,
+                    "UnsupportedMediaType",
+                    format!("the body of the request was in an unknown format ({e}) - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf"),
+                )
+            })
+        } else {
+            parse_json_or_yaml(&bytes, yaml)
+        }
+    };
     let mut opts = write_opts(&q);
     let store = &shared.store;
     match verb {
         "create" => {
-            let body = parse_json_or_yaml(&bytes, content_type.contains("yaml"))?;
+            let body = parse_body(content_type.contains("yaml"))?;
             opts.crd_mode = crd_mode(shared, ctx, res, rec);
             let out = store.create(res, ns, body, &opts)?;
             auto_ready(shared, res, ctx, &out, rec);
             Ok(with_warnings(json_response(201, &out), &opts))
         }
         "update" => {
-            let body = parse_json_or_yaml(&bytes, content_type.contains("yaml"))?;
+            let body = parse_body(content_type.contains("yaml"))?;
             let out = store.update(res, ns, name, body, &opts, status_sub)?;
             auto_ready(shared, res, ctx, &out, rec);
             Ok(with_warnings(json_response(200, &out), &opts))
@@ -969,7 +977,7 @@ async fn write_request(
             let body = if bytes.is_empty() {
                 json!({})
             } else {
-                parse_json_or_yaml(&bytes, false)?
+                parse_body(false)?
             };
             let out = store.delete(res, ns, name, &delete_opts(&q, &body))?;
             Ok(json_response(200, &out))
@@ -978,7 +986,7 @@ async fn write_request(
             let body = if bytes.is_empty() {
                 json!({})
             } else {
-                parse_json_or_yaml(&bytes, false)?
+                parse_body(false)?
             };
             let (labels, fields) = selectors(shared, res, &q)?;
             let scope = if res.namespaced { Some(ns) } else { None };

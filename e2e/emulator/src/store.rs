@@ -926,6 +926,16 @@ impl Store {
                 );
             }
         }
+        if !res.custom
+            && res.group.is_empty()
+            && res.plural == "secrets"
+            && obj
+                .get("type")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+        {
+            obj["type"] = json!("Opaque");
+        }
         let is_crd =
             res.plural == "customresourcedefinitions" && res.group == "apiextensions.k8s.io";
         if is_crd {
