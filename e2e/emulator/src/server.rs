@@ -111,12 +111,17 @@ pub(crate) async fn accept_loop(
 ) {
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                if let Ok((stream, _)) = accepted {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
                     tokio::spawn(serve_connection(shared.clone(), stream));
                 }
-            }
+                Err(e) => {
+                    // Out of descriptors and the like: pause instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
             order = ctrl.recv() => {
                 let Some(Ctrl::Restart { down_ms }) = order else { break };
                 shared.kill.send_modify(|g| *g += 1);

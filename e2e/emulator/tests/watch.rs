@@ -481,3 +481,40 @@ async fn deleting_a_crd_deletes_its_objects_and_ends_their_watches() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_concurrent_watches_each_receive_every_event_in_order() {
+    let (emu, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let rv = emu.resource_version().to_string();
+    let mut streams = Vec::new();
+    for _ in 0..300 {
+        streams.push(
+            api.watch(&WatchParams::default(), &rv)
+                .await
+                .unwrap()
+                .boxed(),
+        );
+    }
+    wait_until("all watches open", Duration::from_secs(10), || {
+        emu.stats().open_watches == 300
+    })
+    .await;
+    for i in 0..20 {
+        emu.create(cm(&format!("fan{i:02}"), json!({}))).unwrap();
+    }
+    let results = futures::future::join_all(streams.into_iter().map(|mut s| async move {
+        let mut names = Vec::new();
+        while names.len() < 20 {
+            match tokio::time::timeout(Duration::from_secs(20), s.next()).await {
+                Ok(Some(Ok(WatchEvent::Added(o)))) => names.push(o.name_any()),
+                Ok(Some(Ok(WatchEvent::Bookmark(_)))) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        names
+    }))
+    .await;
+    let expected: Vec<String> = (0..20).map(|i| format!("fan{i:02}")).collect();
+    assert!(results.iter().all(|names| *names == expected));
+}
