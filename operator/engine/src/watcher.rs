@@ -550,7 +550,7 @@ impl Watcher {
             };
             let now = SystemTime::now();
             match event {
-                WatchEvent::Upsert { added, object } => {
+                WatchEvent::Upsert { object, .. } => {
                     let (ns, name) = (object.meta.namespace, object.meta.name);
                     set_rv(&mut self.resource_version, &object.stored.resource_version);
                     let applied = self
@@ -563,9 +563,10 @@ impl Watcher {
                     let objects = self.cache.len();
                     let rv = &self.resource_version;
                     self.hub.update(&self.slot, |h| {
-                        match (added, applied) {
-                            (_, Applied::Added) | (true, _) => h.counters.added += 1,
-                            _ => h.counters.modified += 1,
+                        match applied {
+                            Applied::Added => h.counters.added += 1,
+                            Applied::Modified => h.counters.modified += 1,
+                            Applied::Deleted | Applied::Unchanged => {}
                         }
                         h.objects = objects;
                         h.last_event_time = Some(now);
