@@ -201,6 +201,33 @@ pub fn remove_omitted(doc: &mut Value, prev: &Value, now: &Value, keep: &[&Value
     }
 }
 
+/// Leaf fields (`.spec.x`) of an applied configuration that another Apply manager still owns
+/// with a different value: the other manager applied the field, the object still holds what it
+/// applied, and `cfg` wants something else. Lists count as leaves.
+pub fn apply_conflicts(cfg: &Value, other_cfg: &Value, current: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    conflicts_at(cfg, other_cfg, current, "", &mut out);
+    out
+}
+
+fn conflicts_at(cfg: &Value, other: &Value, current: &Value, path: &str, out: &mut Vec<String>) {
+    let Value::Object(cm) = cfg else { return };
+    for (k, cv) in cm {
+        if path.is_empty() && matches!(k.as_str(), "apiVersion" | "kind") {
+            continue;
+        }
+        let (Some(ov), Some(cur)) = (other.get(k), current.get(k)) else {
+            continue;
+        };
+        let here = format!("{path}.{k}");
+        if cv.is_object() && ov.is_object() {
+            conflicts_at(cv, ov, cur, &here, out);
+        } else if ov == cur && cv != ov {
+            out.push(here);
+        }
+    }
+}
+
 /// `fieldsV1` of an applied configuration: `{"f:spec":{"f:x":{}}}` (lists as leaves).
 pub fn fields_v1(cfg: &Value) -> Value {
     match cfg {
@@ -259,6 +286,17 @@ mod tests {
             doc,
             json!({"spec": {"containers": [{"name": "a", "image": "2"}, {"name": "c", "image": "3"}]}, "data": {"y": "2"}})
         );
+    }
+
+    #[test]
+    fn apply_conflicts_only_on_fields_another_manager_still_owns() {
+        let current = json!({"spec": {"holder": "a", "renew": "t1", "free": 1}});
+        let other = json!({"spec": {"holder": "a", "renew": "t0"}});
+        let mine = json!({"apiVersion": "v1", "kind": "L", "spec": {"holder": "b", "renew": "t2", "free": 2}});
+        // `renew` was changed since the other manager applied it: no longer its value.
+        assert_eq!(apply_conflicts(&mine, &other, &current), [".spec.holder"]);
+        let same = json!({"spec": {"holder": "a"}});
+        assert!(apply_conflicts(&same, &other, &current).is_empty());
     }
 
     #[test]

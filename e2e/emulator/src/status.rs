@@ -95,6 +95,30 @@ impl ApiError {
         .with_details(details(res, name))
     }
 
+    /// 409 Conflict of a server-side apply: `(manager, field)` pairs.
+    pub fn apply_conflicts(res: &ResourceInfo, name: &str, conflicts: &[(String, String)]) -> Self {
+        let gv = res.api_version();
+        let message = match conflicts {
+            [(m, f)] => {
+                format!("Apply failed with 1 conflict: conflict with \"{m}\" using {gv}: {f}")
+            }
+            _ => {
+                let mut msg = format!("Apply failed with {} conflicts:", conflicts.len());
+                for (m, f) in conflicts {
+                    msg.push_str(&format!(" conflict with \"{m}\" using {gv}: {f};"));
+                }
+                msg.trim_end_matches(';').to_string()
+            }
+        };
+        let causes: Vec<Value> = conflicts
+            .iter()
+            .map(|(m, f)| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{m}\" using {gv}"), "field": f}))
+            .collect();
+        ApiError::new(409, "Conflict", message).with_details(
+            json!({"name": name, "group": res.group, "kind": res.plural, "causes": causes}),
+        )
+    }
+
     /// 422 Invalid with one cause.
     pub fn invalid(
         res: &ResourceInfo,

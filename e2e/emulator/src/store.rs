@@ -1238,6 +1238,20 @@ impl Store {
             .filter(|((m, s), _)| *m != manager && *s == status_sub)
             .map(|(_, v)| v)
             .collect();
+        if !opts.force {
+            let mut conflicts = Vec::new();
+            for ((other, _), other_cfg) in configs
+                .iter()
+                .filter(|((m, s), _)| *m != manager && *s == status_sub)
+            {
+                for field in patch::apply_conflicts(&cfg, other_cfg, &old) {
+                    conflicts.push((other.clone(), field));
+                }
+            }
+            if !conflicts.is_empty() {
+                return Err(ApiError::apply_conflicts(res, name, &conflicts));
+            }
+        }
         let mut new = (*old).clone();
         if let Some(prev) = prev {
             patch::remove_omitted(&mut new, prev, &cfg, &others);

@@ -767,3 +767,68 @@ async fn auto_ready_fakes_workload_status() {
             .any(|c| c.type_ == "Available" && c.status == "True")
     );
 }
+
+#[tokio::test]
+async fn apply_without_force_conflicts_with_another_managers_field() {
+    let (_emu, client) = start().await;
+    let api: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client, "default");
+    let lease = |holder: &str| json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "leader"}, "spec": {"holderIdentity": holder}});
+    api.patch(
+        "leader",
+        &PatchParams::apply("mgr-a"),
+        &Patch::Apply(lease("a")),
+    )
+    .await
+    .unwrap();
+    match api
+        .patch(
+            "leader",
+            &PatchParams::apply("mgr-b"),
+            &Patch::Apply(lease("b")),
+        )
+        .await
+        .unwrap_err()
+    {
+        KubeError::Api(s) => {
+            assert_eq!((s.code, s.reason.as_str()), (409, "Conflict"));
+            assert_eq!(
+                s.message,
+                "Apply failed with 1 conflict: conflict with \"mgr-a\" using coordination.k8s.io/v1: .spec.holderIdentity"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Re-applying the same value is shared ownership, not a conflict.
+    api.patch(
+        "leader",
+        &PatchParams::apply("mgr-b"),
+        &Patch::Apply(lease("a")),
+    )
+    .await
+    .unwrap();
+    // After another writer changed the field, nobody's apply owns it any more.
+    api.patch(
+        "leader",
+        &PatchParams::default(),
+        &Patch::Strategic(json!({"spec": {"holderIdentity": null}})),
+    )
+    .await
+    .unwrap();
+    api.patch(
+        "leader",
+        &PatchParams::apply("mgr-b"),
+        &Patch::Apply(lease("b")),
+    )
+    .await
+    .unwrap();
+    // force takes a field over.
+    let taken = api
+        .patch(
+            "leader",
+            &PatchParams::apply("mgr-a").force(),
+            &Patch::Apply(lease("a")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(taken.spec.unwrap().holder_identity.as_deref(), Some("a"));
+}
