@@ -386,7 +386,6 @@ impl StatusWorker {
         let mut previous_health = PoolHealth::default();
         let mut previous_phase: Option<Phase> = None;
         let mut last_write_at: Option<Instant> = None;
-        let mut pending_since: Option<Instant> = None;
         let mut retry_at: Option<Instant> = None;
         let mut health_rx: Option<watch::Receiver<PoolHealth>> = None;
         // Wait for the first decision.
@@ -455,15 +454,15 @@ impl StatusWorker {
             );
             let now = Instant::now();
             let due = match status::write_need(self.last_written.as_ref(), &new) {
-                WriteNeed::None => {
-                    pending_since = None;
-                    None
-                }
+                WriteNeed::None => None,
                 WriteNeed::Now => Some(now),
                 WriteNeed::Counters => {
-                    pending_since.get_or_insert(now);
                     Some(last_write_at.map_or(now, |t| t + self.settings.interval))
                 }
+                WriteNeed::Times => Some(
+                    last_write_at
+                        .map_or(now, |t| t + status::times_interval(self.settings.interval)),
+                ),
             };
             let due = match (due, retry_at) {
                 (Some(d), Some(r)) => Some(d.max(r)),
@@ -476,7 +475,6 @@ impl StatusWorker {
                         Ok(()) => {
                             self.last_written = Some(new);
                             last_write_at = Some(Instant::now());
-                            pending_since = None;
                             retry_at = None;
                         }
                         Err(e) => {

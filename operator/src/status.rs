@@ -3,7 +3,7 @@
 //! kept while their status does not change. Also decides whether a change is worth an
 //! immediate write or may wait for the counters interval.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use watchpool_api::{CpuStatus, TargetError, TargetState, TargetStatus, WatchPolicyStatus};
@@ -385,15 +385,41 @@ pub fn significant(status: &WatchPolicyStatus) -> Significant<'_> {
     }
 }
 
+/// The counters a user reads in `kubectl get wp` and per target: written within the status
+/// interval when they move.
+type CounterView<'a> = (i64, i64, Option<&'a CpuStatus>, Vec<(i64, i64, i64, i64)>);
+
+fn counters(status: &WatchPolicyStatus) -> CounterView<'_> {
+    (
+        status.objects,
+        status.reconnects,
+        status.cpu.as_ref(),
+        status
+            .targets
+            .iter()
+            .map(|t| (t.objects, t.reconnects, t.relists, t.consecutive_failures))
+            .collect(),
+    )
+}
+
 /// How soon a new status must be written, given the last one written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteNeed {
     /// Identical: never write.
     None,
-    /// Only counters moved: write within the status interval.
+    /// Only times and resourceVersions moved (events or bookmarks with no visible effect):
+    /// refreshed rarely, see [`times_interval`].
+    Times,
+    /// Counters moved: write within the status interval.
     Counters,
     /// Something a user cares about changed: write now.
     Now,
+}
+
+/// How long a status whose only changes are times and resourceVersions may wait: an idle
+/// pool's bookmarks would otherwise cause a write per interval per policy.
+pub fn times_interval(status_interval: Duration) -> Duration {
+    (status_interval * 6).max(Duration::from_secs(60))
 }
 
 /// Compares a new status with the last written one.
@@ -401,15 +427,14 @@ pub fn write_need(last: Option<&WatchPolicyStatus>, new: &WatchPolicyStatus) -> 
     match last {
         None => WriteNeed::Now,
         Some(last) if last == new => WriteNeed::None,
-        Some(last) if significant(last) == significant(new) => WriteNeed::Counters,
-        Some(_) => WriteNeed::Now,
+        Some(last) if significant(last) != significant(new) => WriteNeed::Now,
+        Some(last) if counters(last) != counters(new) => WriteNeed::Counters,
+        Some(_) => WriteNeed::Times,
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use watchpool_api::{NamespaceScope, TargetConfig};
     use watchpool_engine::{CpuHealth, WatchCounters};
 
@@ -594,6 +619,39 @@ mod tests {
         );
         assert_eq!(cond(&s, "Ready").reason, "Suspended");
         assert_eq!(s.targets[0].state, TargetState::Suspended);
+    }
+
+    #[test]
+    fn bookmark_times_alone_wait_longest() {
+        let now = SystemTime::now();
+        let mut t = target("a", TargetState::Watching, 1);
+        let a = build(
+            Some(1),
+            &Phase::Running,
+            &health(vec![t.clone()]),
+            &|_| true,
+            &[],
+            now,
+        );
+        t.last_bookmark_time = Some(now);
+        t.resource_version = Some("99".into());
+        let b = build(
+            Some(1),
+            &Phase::Running,
+            &health(vec![t]),
+            &|_| true,
+            &a.conditions,
+            now,
+        );
+        assert_eq!(write_need(Some(&a), &b), WriteNeed::Times);
+        assert_eq!(
+            times_interval(Duration::from_secs(10)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            times_interval(Duration::from_secs(30)),
+            Duration::from_secs(180)
+        );
     }
 
     #[test]
