@@ -122,3 +122,34 @@ async fn sigterm_stops_pools_releases_the_lease_and_exits_within_the_timeout() {
     assert_eq!(holder(), "", "lease still held after shutdown");
     assert!(op.has_log("stopped"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_logs_carry_the_reconcile_trace_id_and_no_colour_codes_in_a_pipe() {
+    let c = cluster().await;
+    c.policy("default", "logged", configmap_spec());
+    let op = start_operator(&c, &["--log-format", "text"], &[]).await;
+    wait_for("a reconcile log line", Duration::from_secs(20), || {
+        op.has_log("policy applied")
+    })
+    .await;
+    let line = op
+        .logs()
+        .into_iter()
+        .find(|l| l.contains("policy applied"))
+        .unwrap();
+    assert!(!line.contains('\u{1b}'), "colour codes in a pipe: {line:?}");
+    assert!(line.contains("reconcile{"), "{line}");
+    let trace_id = line
+        .split("trace_id=")
+        .nth(1)
+        .unwrap()
+        .split(['}', ' '])
+        .next()
+        .unwrap();
+    assert_eq!(trace_id.len(), 32, "{line}");
+    assert!(trace_id.chars().all(|ch| ch.is_ascii_hexdigit()), "{line}");
+    assert!(
+        line.contains("policy=logged") && line.contains("policy_namespace=default"),
+        "{line}"
+    );
+}

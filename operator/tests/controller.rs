@@ -65,6 +65,22 @@ async fn invalid_spec_gets_invalid_spec_with_field_path_and_other_policies_stay_
     };
     assert_eq!(phase("bad"), Some(json!("InvalidSpec")));
     assert_eq!(phase("good"), Some(json!("Running")));
+    // A Warning event says why, with the field path.
+    wait_for("an InvalidSpec event", Duration::from_secs(10), || {
+        c.emu
+            .list("events.k8s.io/v1", "Event", Some("team-a"))
+            .is_ok_and(|events| {
+                events.iter().any(|e| {
+                    e["reason"] == "InvalidSpec"
+                        && e["type"] == "Warning"
+                        && e["regarding"]["name"] == "bad"
+                        && e["note"]
+                            .as_str()
+                            .is_some_and(|n| n.contains("spec.backoff.initial"))
+                })
+            })
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

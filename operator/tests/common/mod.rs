@@ -112,8 +112,10 @@ pub struct Operator {
 /// Starts the operator with JSON logs; `extra` flags and `envs` are added.
 pub async fn start_operator(cluster: &Cluster, extra: &[&str], envs: &[(&str, &str)]) -> Operator {
     let mut cmd = Command::new(BIN);
-    cmd.arg("run")
-        .args(["--admin-addr", "127.0.0.1:0", "--log-format", "json"]);
+    cmd.arg("run").args(["--admin-addr", "127.0.0.1:0"]);
+    if !extra.contains(&"--log-format") {
+        cmd.args(["--log-format", "json"]);
+    }
     if !extra.contains(&"--status-interval") {
         cmd.args(["--status-interval", "1s"]);
     }
@@ -147,9 +149,13 @@ pub async fn start_operator(cluster: &Cluster, extra: &[&str], envs: &[(&str, &s
     let deadline = Instant::now() + Duration::from_secs(20);
     let admin = loop {
         if let Some(addr) = lines.lock().unwrap().iter().find_map(|l| {
-            let v: Value = serde_json::from_str(l).ok()?;
-            (v["fields"]["message"] == "admin server listening")
-                .then(|| v["fields"]["addr"].as_str()?.parse().ok())?
+            if let Ok(v) = serde_json::from_str::<Value>(l) {
+                return (v["fields"]["message"] == "admin server listening")
+                    .then(|| v["fields"]["addr"].as_str()?.parse().ok())?;
+            }
+            // Text format: `... admin server listening addr=127.0.0.1:PORT`
+            let rest = l.split("admin server listening addr=").nth(1)?;
+            strip_ansi(rest).split_whitespace().next()?.parse().ok()
         }) {
             break addr;
         }
@@ -269,4 +275,22 @@ pub fn configmap_spec() -> Value {
         "timeouts": {"request": "5s", "idle": "30s", "watch": "60s"},
         "backoff": {"initial": "100ms", "max": "1s"}
     })
+}
+
+/// Removes ANSI colour sequences from a text log line.
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
