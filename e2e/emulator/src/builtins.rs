@@ -323,6 +323,118 @@ pub fn field_allowed(res: &ResourceInfo, selectable: &[String], field: &str) -> 
     }
 }
 
+/// True for the two views of Events: core `v1 events` and `events.k8s.io/v1 events`.
+pub fn is_event(res: &ResourceInfo) -> bool {
+    res.plural == "events" && (res.group.is_empty() || res.group == "events.k8s.io")
+}
+
+fn move_field(
+    from: &mut serde_json::Map<String, Value>,
+    to: &mut serde_json::Map<String, Value>,
+    a: &str,
+    b: &str,
+) {
+    if let Some(v) = from.remove(a) {
+        to.insert(b.to_string(), v);
+    }
+}
+
+/// Converts an Event between its core/v1 and events.k8s.io/v1 shapes (one storage, two APIs,
+/// as on a real server): `regarding`↔`involvedObject`, `note`↔`message`,
+/// `reportingController`↔`source.component`, `deprecated*`↔first/last timestamps and count.
+pub fn convert_event(obj: &Value, to_events_k8s_io: bool) -> Value {
+    let Some(src) = obj.as_object() else {
+        return obj.clone();
+    };
+    let mut from = src.clone();
+    let mut out = serde_json::Map::new();
+    for k in [
+        "metadata",
+        "eventTime",
+        "series",
+        "action",
+        "reason",
+        "type",
+        "related",
+        "reportingInstance",
+    ] {
+        move_field(&mut from, &mut out, k, k);
+    }
+    if to_events_k8s_io {
+        out.insert(
+            "apiVersion".into(),
+            Value::String("events.k8s.io/v1".into()),
+        );
+        move_field(&mut from, &mut out, "involvedObject", "regarding");
+        move_field(&mut from, &mut out, "message", "note");
+        move_field(
+            &mut from,
+            &mut out,
+            "firstTimestamp",
+            "deprecatedFirstTimestamp",
+        );
+        move_field(
+            &mut from,
+            &mut out,
+            "lastTimestamp",
+            "deprecatedLastTimestamp",
+        );
+        move_field(&mut from, &mut out, "count", "deprecatedCount");
+        let controller = from
+            .remove("reportingComponent")
+            .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+            .or_else(|| from.get("source").and_then(|s| s.get("component")).cloned());
+        if let Some(c) = controller {
+            out.insert("reportingController".into(), c);
+        }
+        if !out.contains_key("reportingInstance")
+            && let Some(h) = from.get("source").and_then(|s| s.get("host")).cloned()
+        {
+            out.insert("reportingInstance".into(), h);
+        }
+        move_field(&mut from, &mut out, "source", "deprecatedSource");
+    } else {
+        out.insert("apiVersion".into(), Value::String("v1".into()));
+        move_field(&mut from, &mut out, "regarding", "involvedObject");
+        move_field(&mut from, &mut out, "note", "message");
+        move_field(
+            &mut from,
+            &mut out,
+            "deprecatedFirstTimestamp",
+            "firstTimestamp",
+        );
+        move_field(
+            &mut from,
+            &mut out,
+            "deprecatedLastTimestamp",
+            "lastTimestamp",
+        );
+        move_field(&mut from, &mut out, "deprecatedCount", "count");
+        let mut source = from
+            .remove("deprecatedSource")
+            .and_then(|v| v.as_object().cloned())
+            .unwrap_or_default();
+        if let Some(c) = from.remove("reportingController") {
+            source.entry("component").or_insert_with(|| c.clone());
+            out.insert("reportingComponent".into(), c);
+        }
+        if let Some(h) = out.get("reportingInstance").cloned() {
+            source.entry("host").or_insert(h);
+        }
+        if !source.is_empty() {
+            out.insert("source".into(), Value::Object(source));
+        }
+    }
+    out.insert("kind".into(), Value::String("Event".into()));
+    // Anything else is carried over unchanged.
+    for (k, v) in from {
+        if k != "apiVersion" && k != "kind" {
+            out.entry(k).or_insert(v);
+        }
+    }
+    Value::Object(out)
+}
+
 /// Sort key of a Kubernetes version string: GA before beta before alpha, higher first.
 pub fn version_priority(v: &str) -> (u8, u64, u64, String) {
     let parse = || -> Option<(u8, u64, u64)> {
@@ -511,6 +623,27 @@ pub fn crd_selectable_fields(crd: &Value) -> Vec<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn events_convert_between_core_and_events_k8s_io() {
+        let ev = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"},
+            "regarding": {"kind": "Pod", "name": "p"}, "note": "hello", "reason": "Started", "type": "Normal",
+            "reportingController": "ctl", "reportingInstance": "ctl-1", "eventTime": "2026-01-01T00:00:00.000000Z"});
+        let core = convert_event(&ev, false);
+        assert_eq!(core["apiVersion"], "v1");
+        assert_eq!(core["involvedObject"]["name"], "p");
+        assert_eq!(core["message"], "hello");
+        assert_eq!(core["source"], json!({"component": "ctl", "host": "ctl-1"}));
+        assert_eq!(core["reportingComponent"], "ctl");
+        let back = convert_event(&core, true);
+        assert_eq!(back["regarding"], ev["regarding"]);
+        assert_eq!(back["note"], "hello");
+        assert_eq!(back["reportingController"], "ctl");
+        assert_eq!(
+            back["deprecatedSource"],
+            json!({"component": "ctl", "host": "ctl-1"})
+        );
+    }
 
     #[test]
     fn versions_sort_ga_then_beta_then_alpha() {

@@ -231,9 +231,19 @@ impl FieldSelector {
 /// The string value of a dotted field path (`involvedObject.name`), `""` when absent.
 pub fn field_value(obj: &Value, field: &str) -> String {
     // events.k8s.io Events carry `regarding` where core Events carry `involvedObject`.
-    let field = match field.strip_prefix("involvedObject.") {
-        Some(rest) if obj.get("involvedObject").is_none() && obj.get("regarding").is_some() => {
+    let field = match (
+        field.strip_prefix("involvedObject."),
+        field.strip_prefix("regarding."),
+    ) {
+        (Some(rest), _)
+            if obj.get("involvedObject").is_none() && obj.get("regarding").is_some() =>
+        {
             format!("regarding.{rest}")
+        }
+        (_, Some(rest))
+            if obj.get("regarding").is_none() && obj.get("involvedObject").is_some() =>
+        {
+            format!("involvedObject.{rest}")
         }
         _ => field.to_string(),
     };

@@ -352,6 +352,10 @@ fn owner_uids(obj: &Value) -> Vec<String> {
 }
 
 fn key_of(res: &ResourceInfo) -> Arc<str> {
+    // Both Event APIs share one storage.
+    if builtins::is_event(res) {
+        return Arc::from("events");
+    }
     Arc::from(res.qualified_resource())
 }
 
@@ -457,6 +461,9 @@ pub fn for_version(obj: &Arc<Value>, res: &ResourceInfo) -> Arc<Value> {
         && obj.get("kind").and_then(Value::as_str) == Some(res.kind.as_str())
     {
         return obj.clone();
+    }
+    if builtins::is_event(res) {
+        return Arc::new(builtins::convert_event(obj, !res.group.is_empty()));
     }
     let mut v = (**obj).clone();
     if let Some(m) = v.as_object_mut() {
@@ -1043,6 +1050,7 @@ impl Store {
         let key = key_of(res);
         let old = g
             .get(&key, ns, name)
+            .map(|o| for_version(&o, res))
             .ok_or_else(|| ApiError::not_found(res, name))?;
         let rv = meta_str(&body, "resourceVersion");
         if rv.is_empty() {
@@ -1083,6 +1091,7 @@ impl Store {
         let key = key_of(res);
         let old = g
             .get(&key, ns, name)
+            .map(|o| for_version(&o, res))
             .ok_or_else(|| ApiError::not_found(res, name))?;
         let mut new = (*old).clone();
         match kind {
@@ -1183,7 +1192,7 @@ impl Store {
         let key = key_of(res);
         let mut g = self.lock();
         let obj_key = (key.clone(), ns.to_string(), name.to_string());
-        let Some(old) = g.get(&key, ns, name) else {
+        let Some(old) = g.get(&key, ns, name).map(|o| for_version(&o, res)) else {
             if status_sub {
                 return Err(ApiError::not_found(res, name));
             }
@@ -1534,6 +1543,7 @@ impl Store {
         let key = key_of(res);
         let old = g
             .get(&key, ns, name)
+            .map(|o| for_version(&o, res))
             .ok_or_else(|| ApiError::not_found(res, name))?;
         if opts
             .precondition_uid

@@ -832,3 +832,56 @@ async fn apply_without_force_conflicts_with_another_managers_field() {
         .unwrap();
     assert_eq!(taken.spec.unwrap().holder_identity.as_deref(), Some("a"));
 }
+
+#[tokio::test]
+async fn events_recorded_through_events_k8s_io_are_listed_as_core_events() {
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let (_emu, client) = start().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let target = cms
+        .create(&PostParams::default(), &cm("subject", &[]))
+        .await
+        .unwrap();
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "watchpool".into(),
+            instance: None,
+        },
+    );
+    let ev = Event {
+        type_: EventType::Warning,
+        reason: "Stalled".into(),
+        note: Some("no event for 90s".into()),
+        action: "Watch".into(),
+        secondary: None,
+    };
+    let reference = kube::Resource::object_ref(&target, &());
+    recorder.publish(&ev, &reference).await.unwrap();
+    recorder.publish(&ev, &reference).await.unwrap();
+    // `kubectl describe` lists core/v1 Events by involvedObject.
+    let core: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
+    let lp = ListParams::default().fields(&format!(
+        "involvedObject.name=subject,involvedObject.kind=ConfigMap,involvedObject.uid={}",
+        target.uid().unwrap()
+    ));
+    let listed = core.list(&lp).await.unwrap();
+    assert_eq!(
+        listed.items.len(),
+        1,
+        "the second publish patched the same event"
+    );
+    let e = &listed.items[0];
+    assert_eq!(e.message.as_deref(), Some("no event for 90s"));
+    assert_eq!(e.reason.as_deref(), Some("Stalled"));
+    assert_eq!(
+        e.source.as_ref().and_then(|s| s.component.as_deref()),
+        Some("watchpool")
+    );
+    assert_eq!(e.involved_object.name.as_deref(), Some("subject"));
+    // And the events.k8s.io view of the same object keeps its own shape.
+    let new_api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client, "default");
+    let same = new_api.get(&e.name_any()).await.unwrap();
+    assert_eq!(same.note.as_deref(), Some("no event for 90s"));
+    assert_eq!(same.series.map(|s| s.count), Some(2));
+}
