@@ -489,6 +489,33 @@ mod tests {
     }
 
     #[test]
+    fn the_charts_argument_list_parses() {
+        let config = parse(&[
+            "run",
+            "--admin-addr=0.0.0.0:8080",
+            "--trusted-namespaces=ops,infra",
+            "--allow-secret-data",
+            "--status-interval=10s",
+            "--leader-election",
+            "--lease-name=watchpool",
+            "--lease-duration=15s",
+            "--log-format=json",
+            "--log-level=info",
+            "--shutdown-timeout=25s",
+        ])
+        .unwrap();
+        assert!(config.allow_secret_data);
+        assert!(config.leader_election);
+        assert_eq!(config.lease_name, "watchpool");
+        assert_eq!(config.lease_duration, Duration::from_secs(15));
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(25));
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(config.admin_addr, "0.0.0.0:8080".parse().unwrap());
+        let off = parse(&["run", "--leader-election=false"]).unwrap();
+        assert!(!off.leader_election);
+    }
+
+    #[test]
     fn bad_values_name_the_flag() {
         let err = parse(&["--status-interval", "soon"]).unwrap_err();
         assert!(err.to_string().contains("--status-interval"), "{err}");
