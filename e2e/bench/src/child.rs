@@ -133,6 +133,15 @@ pub struct ChildSpec {
     pub dynamic: bool,
     /// Pool only: the policy's knobs.
     pub knobs: Knobs,
+    /// Pool only: watch each namespace this many times, through targets that differ only by a
+    /// field selector matching every object (`metadata.name!=copy-<i>`), so that one write
+    /// reaches the pool `copies` times.
+    #[serde(default = "one")]
+    pub copies: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl ChildSpec {
@@ -147,6 +156,7 @@ impl ChildSpec {
             store: false,
             dynamic: false,
             knobs: Knobs::default(),
+            copies: 1,
         }
     }
 
@@ -158,16 +168,18 @@ impl ChildSpec {
         let k = self.knobs;
         PolicyConfig {
             suspend: false,
-            targets: vec![TargetConfig {
-                api_version: "v1".into(),
-                group: String::new(),
-                version: "v1".into(),
-                kind: self.kind.name().into(),
-                scope: NamespaceScope::Namespaces(namespaces),
-                label_selector: None,
-                field_selector: None,
-                metadata_only: self.metadata_only,
-            }],
+            targets: (0..self.copies.max(1))
+                .map(|i| TargetConfig {
+                    api_version: "v1".into(),
+                    group: String::new(),
+                    version: "v1".into(),
+                    kind: self.kind.name().into(),
+                    scope: NamespaceScope::Namespaces(namespaces.clone()),
+                    label_selector: None,
+                    field_selector: (self.copies > 1).then(|| format!("metadata.name!=copy-{i}")),
+                    metadata_only: self.metadata_only,
+                })
+                .collect(),
             timeouts: TimeoutsConfig {
                 watch: Duration::from_secs(k.watch_secs),
                 idle: Duration::from_millis(k.idle_ms),
