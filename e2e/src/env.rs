@@ -354,49 +354,75 @@ impl Env {
         namespace: &str,
         label_selector: Option<&str>,
     ) -> Result<(u64, String), EnvError> {
-        let (group, version) = match api_version.split_once('/') {
-            Some((g, v)) => (g, v),
-            None => ("", api_version),
-        };
-        let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
-        let what = format!("list {kind} in {namespace:?}");
-        let (resource, _) = kube::discovery::pinned_kind(&self.client, &gvk)
-            .await
-            .map_err(|source| EnvError::Kube {
-                what: what.clone(),
-                source,
-            })?;
-        let api: Api<kube::api::DynamicObject> = if namespace.is_empty() {
-            Api::all_with(self.client.clone(), &resource)
-        } else {
-            Api::namespaced_with(self.client.clone(), namespace, &resource)
-        };
-        let mut params = ListParams::default();
-        if let Some(selector) = label_selector {
-            params = params.labels(selector);
-        }
-        let list = api
-            .list(&params)
-            .await
-            .map_err(|source| EnvError::Kube { what, source })?;
-        let pairs: Vec<(String, String)> = list
-            .items
-            .iter()
-            .map(|o| {
-                (
-                    o.metadata.uid.clone().unwrap_or_default(),
-                    o.metadata.resource_version.clone().unwrap_or_default(),
-                )
-            })
-            .collect();
-        let digest = watchpool_engine::digest(pairs.iter().map(|(u, r)| (u.as_str(), r.as_str())));
-        Ok((pairs.len() as u64, digest))
+        fresh_list(
+            &self.client,
+            api_version,
+            kind,
+            namespace,
+            label_selector,
+            None,
+        )
+        .await
     }
 
     /// Keeps the temp dir (kubeconfig, logs) after the test, for diagnosis.
     pub fn keep_dir(&mut self) {
         self.dir.keep();
     }
+}
+
+/// Count and digest (uid, resourceVersion) of a fresh list of `apiVersion`/`kind` in
+/// `namespace` (`""`: cluster-wide; a cluster-scoped kind is always listed cluster-wide),
+/// with optional label and field selectors: what a cache of the same watch must hold.
+pub async fn fresh_list(
+    client: &kube::Client,
+    api_version: &str,
+    kind: &str,
+    namespace: &str,
+    label_selector: Option<&str>,
+    field_selector: Option<&str>,
+) -> Result<(u64, String), EnvError> {
+    let (group, version) = match api_version.split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", api_version),
+    };
+    let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
+    let what = format!("list {kind} in {namespace:?}");
+    let (resource, caps) = kube::discovery::pinned_kind(client, &gvk)
+        .await
+        .map_err(|source| EnvError::Kube {
+            what: what.clone(),
+            source,
+        })?;
+    let cluster_scoped = caps.scope == kube::discovery::Scope::Cluster;
+    let api: Api<kube::api::DynamicObject> = if namespace.is_empty() || cluster_scoped {
+        Api::all_with(client.clone(), &resource)
+    } else {
+        Api::namespaced_with(client.clone(), namespace, &resource)
+    };
+    let mut params = ListParams::default();
+    if let Some(selector) = label_selector {
+        params = params.labels(selector);
+    }
+    if let Some(selector) = field_selector {
+        params = params.fields(selector);
+    }
+    let list = api
+        .list(&params)
+        .await
+        .map_err(|source| EnvError::Kube { what, source })?;
+    let pairs: Vec<(String, String)> = list
+        .items
+        .iter()
+        .map(|o| {
+            (
+                o.metadata.uid.clone().unwrap_or_default(),
+                o.metadata.resource_version.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let digest = watchpool_engine::digest(pairs.iter().map(|(u, r)| (u.as_str(), r.as_str())));
+    Ok((pairs.len() as u64, digest))
 }
 
 /// A kube client for `kubeconfig`, sending User-Agent `watchpool-e2e`.

@@ -14,6 +14,7 @@ pub mod policy;
 pub mod pools;
 pub mod procstat;
 pub mod requests;
+pub mod sandbox;
 pub mod scenario;
 pub mod tempdir;
 pub mod tools;
