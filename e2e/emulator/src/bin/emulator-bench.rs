@@ -142,9 +142,28 @@ struct Shared {
     write_errors: AtomicU64,
     open_watches: AtomicU64,
     watch_ends: AtomicU64,
-    measuring: AtomicBool,
+    /// Writes sent from this instant (ns since the epoch) on are measured…
+    window_start: AtomicU64,
+    /// …until this one (`u64::MAX` while the window is open).
+    window_end: AtomicU64,
+    /// Deliveries the measured writes should cause (sum of their namespaces' watches).
+    expected: AtomicU64,
+    /// When the last measured event arrived.
+    last_delivery: AtomicU64,
     latency: Histogram,
     write_latency: Histogram,
+}
+
+impl Shared {
+    fn in_window(&self, sent: u64) -> bool {
+        sent >= self.window_start.load(Ordering::Relaxed)
+            && sent < self.window_end.load(Ordering::Relaxed)
+    }
+}
+
+/// Watches of namespace `n` when `watches` are spread round-robin over `namespaces`.
+fn watchers_in(n: usize, watches: usize, namespaces: usize) -> u64 {
+    (watches / namespaces + usize::from(n < watches % namespaces)) as u64
 }
 
 /// A keep-alive HTTP/1.1 connection to the emulator.
@@ -284,10 +303,12 @@ async fn open_watch(
             while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
                 let line = buf.split_to(pos + 1);
                 if let Some(sent) = sent_stamp(&line)
-                    && shared.measuring.load(Ordering::Relaxed)
+                    && shared.in_window(sent)
                 {
+                    let now = now_ns();
                     shared.delivered.fetch_add(1, Ordering::Relaxed);
-                    shared.latency.record(now_ns().saturating_sub(sent));
+                    shared.last_delivery.fetch_max(now, Ordering::Relaxed);
+                    shared.latency.record(now.saturating_sub(sent));
                 }
             }
         }
@@ -317,7 +338,8 @@ async fn writer(addr: SocketAddr, args: Args, shared: Arc<Shared>, stop: Arc<Ato
             let mut i = w;
             while !stop.load(Ordering::Relaxed) {
                 ticker.tick().await;
-                let ns = ns_name(i % args.namespaces);
+                let ns_index = i % args.namespaces;
+                let ns = ns_name(ns_index);
                 let obj = (i / args.namespaces) % args.objects;
                 i += connections;
                 let body = format!(r#"{{"data":{{"sent":"{}"}}}}"#, now_ns()).into_bytes();
@@ -333,8 +355,12 @@ async fn writer(addr: SocketAddr, args: Args, shared: Arc<Shared>, stop: Arc<Ato
                 .await;
                 match result {
                     Ok((status, _)) if status.is_success() => {
-                        if shared.measuring.load(Ordering::Relaxed) {
+                        if shared.in_window(sent) {
                             shared.written.fetch_add(1, Ordering::Relaxed);
+                            shared.expected.fetch_add(
+                                watchers_in(ns_index, args.watches, args.namespaces),
+                                Ordering::Relaxed,
+                            );
                             shared.write_latency.record(now_ns().saturating_sub(sent));
                         }
                     }
@@ -456,7 +482,11 @@ fn main() -> Result<(), BoxError> {
         write_errors: AtomicU64::new(0),
         open_watches: AtomicU64::new(0),
         watch_ends: AtomicU64::new(0),
-        measuring: AtomicBool::new(false),
+        // Closed until the measured window opens.
+        window_start: AtomicU64::new(u64::MAX),
+        window_end: AtomicU64::new(u64::MAX),
+        expected: AtomicU64::new(0),
+        last_delivery: AtomicU64::new(0),
         latency: Histogram::new(),
         write_latency: Histogram::new(),
     });
@@ -473,7 +503,10 @@ fn main() -> Result<(), BoxError> {
         ("watches held (clients)", format!("{}", result.held)),
         ("open watches (emulator stats)", stats),
         ("watches ended early", format!("{}", result.ended)),
-        ("measured window", format!("{:.1} s", result.window_secs)),
+        (
+            "window of measured writes",
+            format!("{:.1} s", result.window_secs),
+        ),
         (
             "writes",
             format!(
@@ -485,8 +518,12 @@ fn main() -> Result<(), BoxError> {
         ("write errors", format!("{}", result.write_errors)),
         ("events delivered", format!("{}", result.delivered)),
         (
-            "events delivered/s",
-            format!("{:.0}", result.delivered as f64 / result.window_secs),
+            "events delivered/s (until the last arrived)",
+            format!(
+                "{:.0} ({:.1} s)",
+                result.delivered as f64 / result.span_secs,
+                result.span_secs
+            ),
         ),
         (
             "delivered / expected",
@@ -523,7 +560,7 @@ fn main() -> Result<(), BoxError> {
             if result.cpu_emulator > 0.0 {
                 format!(
                     "{:.0}",
-                    result.delivered as f64 / result.window_secs / result.cpu_emulator
+                    result.delivered as f64 / result.cpu_secs / result.cpu_emulator
                 )
             } else {
                 "n/a".to_string()
@@ -564,7 +601,12 @@ fn fmt_ms(v: Option<f64>) -> String {
 struct RunResult {
     held: u64,
     ended: u64,
+    /// Length of the window writes were sent in.
     window_secs: f64,
+    /// From the window's start to the last delivery of its writes.
+    span_secs: f64,
+    /// Length of the CPU measurement (window and drain).
+    cpu_secs: f64,
     written: u64,
     write_errors: u64,
     delivered: u64,
@@ -658,39 +700,57 @@ async fn run(addr: SocketAddr, args: &Args, shared: Arc<Shared>) -> Result<RunRe
     shared.write_latency.reset();
     let cpu_before = cpu_ticks_by_thread();
     let window_start = Instant::now();
-    shared.measuring.store(true, Ordering::Relaxed);
+    let start_ns = now_ns();
+    shared.window_start.store(start_ns, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
-    let written = shared.written.load(Ordering::Relaxed);
-    shared.measuring.store(false, Ordering::Relaxed);
-    let window_secs_writes = window_start.elapsed().as_secs_f64();
-    // Let the last writes of the window arrive, then stop counting them.
+    shared.window_end.store(now_ns(), Ordering::Relaxed);
+    let window_secs = window_start.elapsed().as_secs_f64();
+    // Stop writing (writes in flight finish), then let the window's events drain: until every
+    // expected delivery arrived, or nothing arrived for two seconds.
     stop.store(true, Ordering::Relaxed);
     let _ = writer.await;
-    let window_secs = window_secs_writes;
+    let expected = shared.expected.load(Ordering::Relaxed);
+    let drain_deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = shared.delivered.load(Ordering::Relaxed);
+    let mut quiet_since = Instant::now();
+    while last < expected && Instant::now() < drain_deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = shared.delivered.load(Ordering::Relaxed);
+        if now != last {
+            last = now;
+            quiet_since = Instant::now();
+        } else if quiet_since.elapsed() > Duration::from_secs(2) {
+            break;
+        }
+    }
     let cpu_after = cpu_ticks_by_thread();
+    let cpu_secs = window_start.elapsed().as_secs_f64();
+    // Deliveries of the window's writes, over the time from the window's start to the last.
+    let delivered = shared.delivered.load(Ordering::Relaxed);
+    let span_secs = (shared
+        .last_delivery
+        .load(Ordering::Relaxed)
+        .saturating_sub(start_ns) as f64
+        / 1e9)
+        .max(window_secs);
     let cpu = |group: &str| {
         let d = cpu_after
             .get(group)
             .copied()
             .unwrap_or(0)
             .saturating_sub(cpu_before.get(group).copied().unwrap_or(0));
-        d as f64 / TICKS_PER_SEC / window_secs
+        d as f64 / TICKS_PER_SEC / cpu_secs
     };
-    let per_ns = (args.watches / args.namespaces) as u64;
-    let remainder_ok = args.watches.is_multiple_of(args.namespaces);
-    if !remainder_ok {
-        eprintln!(
-            "note: watches do not divide evenly over namespaces; expected count is approximate"
-        );
-    }
     Ok(RunResult {
         held: shared.open_watches.load(Ordering::Relaxed),
         ended: shared.watch_ends.load(Ordering::Relaxed),
         window_secs,
-        written,
+        span_secs,
+        cpu_secs,
+        written: shared.written.load(Ordering::Relaxed),
         write_errors: shared.write_errors.load(Ordering::Relaxed),
-        delivered: shared.delivered.load(Ordering::Relaxed),
-        expected: written * per_ns,
+        delivered,
+        expected,
         p50: shared.latency.quantile_ms(0.50),
         p99: shared.latency.quantile_ms(0.99),
         write_p50: shared.write_latency.quantile_ms(0.50),
