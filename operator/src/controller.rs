@@ -4,8 +4,8 @@
 //! policy's status worker writes from then on. Deletion runs behind the finalizer
 //! `watchpool.dev/cleanup`: the pool is shut down before the object goes.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -34,6 +34,26 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// The trust rules.
     pub trust: Trust,
+    /// Consecutive failed reconciles per policy, for the retry backoff.
+    pub failures: Mutex<BTreeMap<PoolId, u32>>,
+}
+
+impl Context {
+    /// A context with no failure recorded.
+    pub fn new(
+        client: Client,
+        pools: Arc<PoolManager>,
+        metrics: Arc<Metrics>,
+        trust: Trust,
+    ) -> Self {
+        Self {
+            client,
+            pools,
+            metrics,
+            trust,
+            failures: Mutex::new(BTreeMap::new()),
+        }
+    }
 }
 
 impl std::fmt::Debug for Context {
@@ -111,6 +131,7 @@ pub async fn reconcile(
         span.record("trace_id", field::display(id));
     }
     let started = Instant::now();
+    let policy_ref = policy.clone();
     let result = reconcile_inner(policy, ctx.clone())
         .instrument(span.clone())
         .await;
@@ -120,6 +141,12 @@ pub async fn reconcile(
         Err(_) => "error",
     };
     ctx.metrics.observe_reconcile(label, started.elapsed());
+    if result.is_ok()
+        && let Ok(id) = pool_id(&policy_ref)
+        && let Ok(mut failures) = ctx.failures.lock()
+    {
+        failures.remove(&id);
+    }
     result.map(|_| Action::await_change())
 }
 
@@ -193,9 +220,28 @@ pub fn error_policy(policy: Arc<WatchPolicy>, error: &ReconcileError, ctx: Arc<C
         "reconcile failed"
     );
     match error {
+        // A broken object: only a change can help.
         ReconcileError::NoNamespace => Action::await_change(),
-        ReconcileError::Finalizer(_) => Action::requeue(Duration::from_secs(5)),
+        // The API server: retry with a per-policy backoff.
+        ReconcileError::Finalizer(_) => {
+            let failures = pool_id(&policy)
+                .ok()
+                .and_then(|id| {
+                    let mut map = ctx.failures.lock().ok()?;
+                    let n = map.entry(id).or_insert(0);
+                    *n = n.saturating_add(1);
+                    Some(*n)
+                })
+                .unwrap_or(1);
+            Action::requeue(retry_delay(failures))
+        }
     }
+}
+
+/// 1 s after the first failure, doubling up to 5 minutes.
+pub fn retry_delay(consecutive_failures: u32) -> Duration {
+    let exp = consecutive_failures.saturating_sub(1).min(9);
+    Duration::from_secs(1u64 << exp).min(Duration::from_secs(300))
 }
 
 /// Runs the controller until `stop` is cancelled; `synced` is called once the WatchPolicy
@@ -233,4 +279,76 @@ pub async fn run(
         .instrument(Span::none())
         .await;
     sync_task.abort();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_doubles_and_is_capped() {
+        assert_eq!(retry_delay(1), Duration::from_secs(1));
+        assert_eq!(retry_delay(2), Duration::from_secs(2));
+        assert_eq!(retry_delay(4), Duration::from_secs(8));
+        assert_eq!(retry_delay(50), Duration::from_secs(300));
+    }
+
+    fn policy(namespace: &str, targets: serde_json::Value) -> WatchPolicy {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "watchpool.dev/v1alpha1",
+            "kind": "WatchPolicy",
+            "metadata": {"name": "p", "namespace": namespace},
+            "spec": {"targets": targets}
+        }))
+        .unwrap()
+    }
+
+    fn trust(namespaces: &[&str]) -> Trust {
+        Trust {
+            trusted_namespaces: namespaces.iter().map(|s| s.to_string()).collect(),
+            allow_secret_data: false,
+        }
+    }
+
+    #[test]
+    fn trust_decides_whether_other_namespaces_may_be_watched() {
+        let p = policy(
+            "team-a",
+            serde_json::json!([{"apiVersion": "v1", "kind": "Pod", "namespaces": ["team-b"]}]),
+        );
+        match decide(&p, &trust(&["ops"])).unwrap() {
+            Decision::Invalid(message) => assert!(message.contains("team-b"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            decide(&p, &trust(&["team-a"])).unwrap(),
+            Decision::Run(_)
+        ));
+    }
+
+    #[test]
+    fn secrets_are_metadata_only_unless_allowed_and_suspend_is_honoured() {
+        let p = policy(
+            "a",
+            serde_json::json!([{"apiVersion": "v1", "kind": "Secret"}]),
+        );
+        let Decision::Run(config) = decide(&p, &trust(&[])).unwrap() else {
+            panic!()
+        };
+        assert!(config.targets[0].metadata_only);
+        let allowed = Trust {
+            allow_secret_data: true,
+            ..trust(&[])
+        };
+        let Decision::Run(config) = decide(&p, &allowed).unwrap() else {
+            panic!()
+        };
+        assert!(!config.targets[0].metadata_only);
+        let mut p = p;
+        p.spec.suspend = true;
+        assert!(matches!(
+            decide(&p, &trust(&[])).unwrap(),
+            Decision::Suspend(_)
+        ));
+    }
 }

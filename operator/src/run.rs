@@ -169,12 +169,12 @@ async fn run_until_stopped(parts: RunParts, stop: CancellationToken) -> Result<(
         (None, solo_rx)
     };
 
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        pools: pools.clone(),
-        metrics: metrics.clone(),
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        pools.clone(),
+        metrics.clone(),
         trust,
-    });
+    ));
 
     // Lead while allowed; stand by otherwise.
     'outer: loop {
