@@ -443,3 +443,52 @@ async fn a_spec_change_reconfigures_the_running_pool_in_place() {
     let ready = c.condition("default", "growing", "Ready").unwrap();
     assert_eq!(ready["observedGeneration"], 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_watch_is_reported_stalled_then_recovered_with_events() {
+    let c = cluster().await;
+    c.policy(
+        "default",
+        "quiet",
+        json!({
+            "targets": [{"apiVersion": "v1", "kind": "ConfigMap"}],
+            "timeouts": {"idle": "1s", "request": "5s", "watch": "60s"},
+            "backoff": {"initial": "100ms", "max": "1s"}
+        }),
+    );
+    // The first watch of ConfigMaps goes silent (a half-open connection).
+    c.emu.faults().add(
+        FaultSpec::new(Fault::StallWatches { secs: None })
+            .verbs(&["watch"])
+            .resource("configmaps")
+            .count(1),
+    );
+    let _op = start_operator(&c, &[], &[]).await;
+    let events = |reason: &str| {
+        c.emu
+            .list("events.k8s.io/v1", "Event", Some("default"))
+            .is_ok_and(|events| {
+                events
+                    .iter()
+                    .any(|e| e["reason"] == reason && e["regarding"]["name"] == "quiet")
+            })
+    };
+    wait_for("a Stalled event", Duration::from_secs(20), || {
+        events("Stalled")
+    })
+    .await;
+    wait_for("a Recovered event", Duration::from_secs(20), || {
+        events("Recovered")
+    })
+    .await;
+    wait_for("Ready=True again", Duration::from_secs(20), || {
+        c.condition("default", "quiet", "Ready")
+            .is_some_and(|r| r["status"] == "True")
+    })
+    .await;
+    let p = c.get_policy("default", "quiet").unwrap();
+    assert_eq!(
+        p["status"]["targets"][0]["lastError"]["reason"], "IdleTimeout",
+        "{p}"
+    );
+}
