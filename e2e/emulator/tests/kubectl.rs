@@ -688,6 +688,11 @@ async fn delete_waits_for_the_finalizer_to_go() {
         .command(&["delete", "wp", "held", "--timeout=25s"])
         .spawn()
         .unwrap();
+    // So does `kubectl wait --for=delete`.
+    let mut waiter = env
+        .command(&["wait", "--for=delete", "wp/held", "--timeout=25s"])
+        .spawn()
+        .unwrap();
     assert!(
         eventually(Duration::from_secs(10), || async {
             env.stored("default", "held")
@@ -713,6 +718,10 @@ async fn delete_waits_for_the_finalizer_to_go() {
         deleter.try_wait().unwrap().is_none(),
         "delete returned while the finalizer held"
     );
+    assert!(
+        waiter.try_wait().unwrap().is_none(),
+        "wait --for=delete returned while the finalizer held"
+    );
 
     // `--wait=false` returns at once on an object already being deleted.
     let out = env.ok(&["delete", "wp", "held", "--wait=false"]).await;
@@ -729,11 +738,25 @@ async fn delete_waits_for_the_finalizer_to_go() {
         r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
     ])
     .await;
-    let done = tokio::time::timeout(COMMAND_TIMEOUT, deleter.wait())
+    let done = tokio::time::timeout(COMMAND_TIMEOUT, deleter.wait_with_output())
         .await
         .unwrap()
         .unwrap();
-    assert!(done.success(), "delete exited {done:?}");
+    assert!(done.status.success(), "delete exited {done:?}");
+    assert!(
+        String::from_utf8_lossy(&done.stdout)
+            .contains("watchpolicy.watchpool.dev \"held\" deleted"),
+        "{done:?}"
+    );
+    let waited = tokio::time::timeout(COMMAND_TIMEOUT, waiter.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(waited.status.success(), "wait exited {waited:?}");
+    assert!(
+        String::from_utf8_lossy(&waited.stdout).contains("condition met"),
+        "{waited:?}"
+    );
     assert!(env.stored("default", "held").is_none());
     let gone = env.run(&["get", "wp", "held"]).await;
     assert!(!gone.success());
