@@ -1049,3 +1049,50 @@ async fn deleting_the_crd_removes_its_objects_and_its_resource() {
     let resources = env.ok(&["api-resources"]).await;
     assert!(!resources.contains("watchpolicies"), "{resources}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_follows_a_changed_crd_schema() {
+    let env = Env::start().await;
+    env.install_crd().await;
+    let before = env.ok(&["explain", "watchpolicies.spec.backoff"]).await;
+    assert!(
+        before.contains("Retry policy after a failed list or watch"),
+        "{before}"
+    );
+    let root_before = kube_emulator::openapi::root(&env.emu.resources());
+
+    // The same CRD with another description: the group-version document changes, so does its
+    // hashed URL, and kubectl (which caches hashed documents as immutable) fetches it anew.
+    let yaml = std::fs::read_to_string(crd_path()).unwrap().replace(
+        "Retry policy after a failed list or watch",
+        "Changed policy for retrying after a failed list or watch",
+    );
+    let path = env.file("crd-changed.yaml", &yaml);
+    let out = env.ok(&["apply", "-f", &path]).await;
+    assert!(out.contains("configured"), "{out}");
+    let root_after = kube_emulator::openapi::root(&env.emu.resources());
+    let key = "apis/watchpool.dev/v1alpha1";
+    assert_ne!(
+        root_before["paths"][key]["serverRelativeURL"],
+        root_after["paths"][key]["serverRelativeURL"]
+    );
+    assert_eq!(
+        root_before["paths"]["api/v1"]["serverRelativeURL"],
+        root_after["paths"]["api/v1"]["serverRelativeURL"]
+    );
+
+    let after = env.ok(&["explain", "watchpolicies.spec.backoff"]).await;
+    assert!(
+        after.contains("Changed policy for retrying after a failed list or watch"),
+        "{after}"
+    );
+    let fetched: Vec<String> = env
+        .emu
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/openapi/v3/apis/watchpool.dev/v1alpha1")
+        .map(|r| r.query)
+        .collect();
+    let distinct: std::collections::BTreeSet<&String> = fetched.iter().collect();
+    assert!(distinct.len() >= 2, "one hashed URL only: {fetched:?}");
+}
