@@ -211,7 +211,7 @@ impl PoolManager {
             });
         }
         if let Some(pool) = stopped {
-            pool.shutdown().await;
+            shutdown_pool(pool).await;
         }
         applied
     }
@@ -224,7 +224,7 @@ impl PoolManager {
         if let Some(entry) = entry {
             entry.worker.abort();
             if let Some(pool) = entry.pool {
-                pool.shutdown().await;
+                shutdown_pool(pool).await;
             }
         }
     }
@@ -345,6 +345,19 @@ impl PoolManager {
             desired: tx,
             worker: tokio::spawn(worker.run(rx).instrument(span)),
         }
+    }
+}
+
+/// Longest wait for a pool's orderly shutdown; past it the pool's tasks are dropped anyway.
+const POOL_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn shutdown_pool(pool: PoolHandle) {
+    let id = pool.id().clone();
+    if tokio::time::timeout(POOL_SHUTDOWN_TIMEOUT, pool.shutdown())
+        .await
+        .is_err()
+    {
+        warn!(policy_namespace = %id.namespace, policy = %id.name, "pool shutdown timed out; its tasks were dropped");
     }
 }
 
