@@ -10,6 +10,7 @@ const MAX_RECORDS: usize = 200_000;
 
 /// One request as the server saw it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RequestRecord {
     /// Sequence number (starts at 1).
     pub seq: u64,
@@ -47,6 +48,9 @@ pub struct RequestRecord {
     pub events: u64,
     /// Names of the faults injected into this request.
     pub faults: Vec<String>,
+    /// resourceVersion of the last bookmark a watch sent (updated while it is open).
+    #[serde(default)]
+    pub last_bookmark_rv: Option<String>,
 }
 
 /// Counters.

@@ -413,6 +413,7 @@ impl WatchTask {
                             return End::Client;
                         }
                         st.sent_events += 1;
+                        self.shared.log.update(seq, |r| r.last_bookmark_rv = Some(rv.to_string()));
                     }
                 }
                 ev = self.start.rx.recv(), if !quiet => {

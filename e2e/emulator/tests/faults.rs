@@ -604,7 +604,7 @@ async fn bookmark_interval_knob_speeds_up_or_silences_bookmarks() {
         .unwrap()
         .matches("BOOKMARK")
         .count();
-    assert!(n >= 3, "fast bookmarks: {n}");
+    assert!(n >= 2, "fast bookmarks: {n}");
     emu.faults().add(
         FaultSpec::new(Fault::BookmarkInterval {
             secs: Some(0.1),
@@ -850,7 +850,7 @@ async fn drip_sends_a_partial_line_slowly() {
     let chunks = &raw[headers_end + 4..];
     // One byte per chunk: "1\r\nX\r\n" = 6 bytes each, ~15 in 1.5 s.
     let n = chunks.len() / 6;
-    assert!((5..=25).contains(&n), "about ten bytes a second, got {n}");
+    assert!((3..=30).contains(&n), "about ten bytes a second, got {n}");
 }
 
 #[tokio::test]
@@ -918,4 +918,182 @@ async fn scope_by_user_agent_and_probability_zero() {
     assert_eq!(parse_response(&raw).0, 500);
     let hits: Vec<u64> = emu.faults().list().iter().map(|f| f.hits).collect();
     assert_eq!(hits, [1, 0]);
+}
+
+#[tokio::test]
+async fn empty_watches_in_a_row_are_retried_by_the_watcher_until_one_lasts() {
+    let (emu, client) = start().await;
+    emu.faults()
+        .add(FaultSpec::new(Fault::EmptyWatch {}).count(3));
+    let w = reflect(client, watcher::Config::default()).await;
+    emu.create(cm("after-empty")).unwrap();
+    sees(&w, "after-empty").await;
+    let ws = watches(&emu);
+    let empties = ws
+        .iter()
+        .filter(|r| r.watch_end.as_deref() == Some("empty"))
+        .count();
+    assert_eq!(empties, 3);
+    assert_eq!(
+        lists(&emu),
+        1,
+        "kube-rs re-watches after an empty stream, without relisting"
+    );
+}
+
+#[tokio::test]
+async fn watchlist_reject_is_surfaced_and_retried_by_a_streaming_watcher() {
+    let (emu, client) = start().await;
+    emu.create(cm("wl-r")).unwrap();
+    emu.faults().add(
+        FaultSpec::new(Fault::Watchlist {
+            mode: WatchListMode::Reject,
+        })
+        .count(1),
+    );
+    let w = reflect(client, watcher::Config::default().streaming_lists()).await;
+    assert_eq!(w.store.state().len(), 1);
+    assert!(w.errors.load(Ordering::SeqCst) >= 1, "the 422 is surfaced");
+    assert_eq!(watches(&emu)[0].status, 422);
+}
+
+#[tokio::test]
+async fn watchlist_without_its_end_bookmark_keeps_a_streaming_watcher_unready() {
+    let (emu, client) = start().await;
+    emu.create(cm("wl-i")).unwrap();
+    emu.faults().add(
+        FaultSpec::new(Fault::Watchlist {
+            mode: WatchListMode::Ignore,
+        })
+        .count(1),
+    );
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let (store, writer) = reflector::store::<ConfigMap>();
+    let stream = reflector(
+        writer,
+        watcher(api, watcher::Config::default().streaming_lists()),
+    );
+    let task = tokio::spawn(async move {
+        let mut s = stream.boxed();
+        while s.next().await.is_some() {}
+    });
+    wait_until("the initial event was sent", Duration::from_secs(5), || {
+        watches(&emu)
+            .first()
+            .is_some_and(|r| r.faults == ["watchlist"])
+    })
+    .await;
+    let ready = tokio::time::timeout(Duration::from_millis(800), store.wait_until_ready()).await;
+    assert!(
+        ready.is_err(),
+        "never ready without the initial-events-end bookmark"
+    );
+    // Ending that stream lets a normal streaming list complete.
+    emu.faults()
+        .add(FaultSpec::new(Fault::CloseWatches { after_ms: 0 }).count(1));
+    tokio::time::timeout(Duration::from_secs(10), store.wait_until_ready())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.state().len(), 1);
+    task.abort();
+}
+
+#[tokio::test]
+async fn bookmarks_move_the_resume_point_past_other_namespaces_writes() {
+    let (emu, client) = start().await;
+    emu.faults().add(FaultSpec::new(Fault::BookmarkInterval {
+        secs: Some(0.1),
+        off: false,
+    }));
+    let w = reflect(client, watcher::Config::default()).await;
+    wait_until("watch open", Duration::from_secs(5), || {
+        watches(&emu).len() == 1
+    })
+    .await;
+    let last_event_rv = emu.resource_version();
+    emu.create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "elsewhere"}}))
+        .unwrap();
+    emu.create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "elsewhere"}})).unwrap();
+    let current = emu.resource_version();
+    wait_until(
+        "a bookmark at the current RV was sent",
+        Duration::from_secs(5),
+        || watches(&emu)[0].last_bookmark_rv == Some(current.to_string()),
+    )
+    .await;
+    emu.faults()
+        .add(FaultSpec::new(Fault::DropWatches { after_ms: 0 }).count(1));
+    wait_until("re-watch", Duration::from_secs(10), || {
+        watches(&emu).len() >= 2
+    })
+    .await;
+    let resumed: u64 = rv_param(&watches(&emu)[1]).unwrap().parse().unwrap();
+    assert!(
+        resumed > last_event_rv && resumed == current,
+        "resumed from the bookmark's RV {resumed}"
+    );
+    assert_eq!(lists(&emu), 1);
+    drop(w);
+}
+
+#[tokio::test]
+async fn oversized_valid_line_is_accepted_by_kube_rs() {
+    let (emu, client) = start().await;
+    let w = reflect(client, watcher::Config::default()).await;
+    wait_until("watch open", Duration::from_secs(5), || {
+        watches(&emu).len() == 1
+    })
+    .await;
+    emu.faults().add(
+        FaultSpec::new(Fault::OversizedLine {
+            bytes: Some(1 << 20),
+            endless: false,
+        })
+        .count(1),
+    );
+    emu.create(cm("after-big-line")).unwrap();
+    sees(&w, "after-big-line").await;
+    assert_eq!(
+        w.errors.load(Ordering::SeqCst),
+        0,
+        "kube-rs reads lines of any size"
+    );
+    assert_eq!(watches(&emu).len(), 1);
+}
+
+#[tokio::test]
+async fn drip_is_caught_by_the_client_idle_timeout() {
+    let (emu, client) = start().await;
+    emu.faults()
+        .add(FaultSpec::new(Fault::Drip { bytes_per_sec: 2.0 }).count(1));
+    let w = reflect(client, watcher::Config::default().timeout(1)).await;
+    wait_until("re-watch after the drip", Duration::from_secs(15), || {
+        watches(&emu).len() >= 2
+    })
+    .await;
+    emu.create(cm("after-drip")).unwrap();
+    sees(&w, "after-drip").await;
+    assert_eq!(watches(&emu)[0].faults, ["drip"]);
+    assert_eq!(lists(&emu), 1);
+}
+
+#[tokio::test]
+async fn forbidden_list_is_surfaced_and_retried_by_the_watcher() {
+    let (emu, client) = start().await;
+    emu.faults().add(
+        FaultSpec::new(Fault::Auth {})
+            .verbs(&["list"])
+            .resource("configmaps")
+            .count(2),
+    );
+    emu.create(cm("behind-rbac")).unwrap();
+    let w = reflect(client, watcher::Config::default()).await;
+    assert_eq!(w.store.state().len(), 1);
+    assert!(w.errors.load(Ordering::SeqCst) >= 2);
+    let statuses: Vec<u16> = requests_of(&emu, "list", "configmaps")
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, [403, 403, 200]);
 }
