@@ -1096,3 +1096,111 @@ async fn explain_follows_a_changed_crd_schema() {
     let distinct: std::collections::BTreeSet<&String> = fetched.iter().collect();
     assert!(distinct.len() >= 2, "one hashed URL only: {fetched:?}");
 }
+
+/// A small CRD whose printer columns use every cell type, an index, a filter and a wide-only
+/// column.
+const GADGET_CRD: &str = r#"{
+  "apiVersion": "apiextensions.k8s.io/v1",
+  "kind": "CustomResourceDefinition",
+  "metadata": {"name": "gadgets.test.watchpool.dev"},
+  "spec": {
+    "group": "test.watchpool.dev",
+    "scope": "Cluster",
+    "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget", "shortNames": ["gd"]},
+    "versions": [{
+      "name": "v1", "served": true, "storage": true,
+      "subresources": {"status": {}},
+      "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+        "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+        "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}},
+      "additionalPrinterColumns": [
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "First", "type": "string", "jsonPath": ".spec.items[0].name"},
+        {"name": "Size", "type": "integer", "jsonPath": ".spec.size", "priority": 1},
+        {"name": "Ratio", "type": "number", "jsonPath": ".spec.ratio"},
+        {"name": "On", "type": "boolean", "jsonPath": ".spec.enabled"},
+        {"name": "Healthy", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Healthy\")].status"},
+        {"name": "Seen", "type": "date", "jsonPath": ".status.lastSeen"}
+      ]
+    }]
+  }
+}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn printer_columns_of_every_type_and_wide_only_columns() {
+    let env = Env::start().await;
+    let path = env.file("gadget-crd.json", GADGET_CRD);
+    env.ok(&["apply", "-f", &path]).await;
+    env.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/gadgets.test.watchpool.dev",
+        "--timeout=20s",
+    ])
+    .await;
+    let gadget = json!({"apiVersion": "test.watchpool.dev/v1", "kind": "Gadget",
+        "metadata": {"name": "g1"},
+        "spec": {"items": [{"name": "alpha"}, {"name": "beta"}], "size": 7, "ratio": 0.5, "enabled": true}});
+    let path = env.file("g1.json", &gadget.to_string());
+    env.ok(&["apply", "-f", &path]).await;
+    // Seen three hours ago: the emulator renders it as kubectl would (`3h`).
+    let seen = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(3 * 3600 + 30);
+    let status = json!({"status": {"phase": "Running", "lastSeen": seen.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "conditions": [{"type": "Ready", "status": "False"}, {"type": "Healthy", "status": "True"}]}});
+    env.ok(&[
+        "patch",
+        "gadget",
+        "g1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status.to_string(),
+    ])
+    .await;
+    let stored = env
+        .emu
+        .get("test.watchpool.dev/v1", "gadgets", "", "g1")
+        .unwrap();
+    assert_eq!(stored["status"]["phase"], "Running");
+
+    let rows = |out: &str| -> Vec<Vec<String>> {
+        out.lines()
+            .map(|l| l.split_whitespace().map(String::from).collect())
+            .collect()
+    };
+    let out = env.ok(&["get", "gd"]).await;
+    let t = rows(&out);
+    assert_eq!(
+        t[0],
+        ["NAME", "PHASE", "FIRST", "RATIO", "ON", "HEALTHY", "SEEN"],
+        "{out}"
+    );
+    assert_eq!(
+        t[1],
+        ["g1", "Running", "alpha", "0.5", "true", "True", "3h"],
+        "{out}"
+    );
+
+    let out = env.ok(&["get", "gd", "-o", "wide"]).await;
+    let t = rows(&out);
+    assert_eq!(
+        t[0],
+        [
+            "NAME", "PHASE", "FIRST", "SIZE", "RATIO", "ON", "HEALTHY", "SEEN"
+        ],
+        "{out}"
+    );
+    assert_eq!(
+        t[1],
+        ["g1", "Running", "alpha", "7", "0.5", "true", "True", "3h"],
+        "{out}"
+    );
+
+    // Missing values are null cells, which kubectl prints blank.
+    let bare = json!({"apiVersion": "test.watchpool.dev/v1", "kind": "Gadget", "metadata": {"name": "g2"}});
+    let path = env.file("g2.json", &bare.to_string());
+    env.ok(&["apply", "-f", &path]).await;
+    let out = env.ok(&["get", "gadget", "g2"]).await;
+    let t = rows(&out);
+    assert_eq!(t[1], ["g2"], "{out}");
+}
