@@ -559,6 +559,29 @@ async fn describe_shows_spec_and_status() {
         r#"{"status":{"objects":7,"reconnects":1}}"#,
     ])
     .await;
+    // An event about the policy, written the way kube-runtime's Recorder writes them.
+    let wp = env.stored("default", "wp1").unwrap();
+    env.emu
+        .create(json!({
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "metadata": {"name": "wp1.reconciled", "namespace": "default"},
+            "eventTime": "2026-01-01T00:00:00.000000Z",
+            "reportingController": "watchpool.dev/operator",
+            "reportingInstance": "operator-0",
+            "action": "Reconcile",
+            "reason": "PoolStarted",
+            "note": "started 1 watch",
+            "type": "Normal",
+            "regarding": {
+                "apiVersion": "watchpool.dev/v1alpha1",
+                "kind": "WatchPolicy",
+                "name": "wp1",
+                "namespace": "default",
+                "uid": wp["metadata"]["uid"]
+            }
+        }))
+        .unwrap();
     let out = env.ok(&["describe", "wp", "wp1"]).await;
     for want in [
         "Name:",
@@ -575,6 +598,9 @@ async fn describe_shows_spec_and_status() {
         "Status:",
         "Objects:",
         "7",
+        "Events:",
+        "PoolStarted",
+        "started 1 watch",
     ] {
         assert!(out.contains(want), "{want} missing from:\n{out}");
     }
