@@ -121,6 +121,15 @@ pub enum Applied {
 #[derive(Debug, Default)]
 struct Store {
     objects: HashMap<Box<str>, CachedObject>,
+    /// Reused buffer for lookup keys: an event allocates no key unless it adds an object.
+    scratch: String,
+}
+
+fn fill_key(buffer: &mut String, namespace: Option<&str>, name: &str) {
+    buffer.clear();
+    buffer.push_str(namespace.unwrap_or(""));
+    buffer.push('/');
+    buffer.push_str(name);
 }
 
 /// The cache of one watch. Cheap to clone (shared); locks are never held across an await.
@@ -191,9 +200,10 @@ impl Cache {
         name: &str,
         object: CachedObject,
     ) -> Result<Applied, TooManyObjects> {
-        let key = object_key(namespace, name);
-        let mut store = lock(&self.store);
-        match store.objects.get_mut(&key) {
+        let mut guard = lock(&self.store);
+        let Store { objects, scratch } = &mut *guard;
+        fill_key(scratch, namespace, name);
+        match objects.get_mut(scratch.as_str()) {
             Some(existing) => {
                 if existing.uid == object.uid
                     && is_older(&object.resource_version, &existing.resource_version)
@@ -201,7 +211,7 @@ impl Cache {
                     return Ok(Applied::Unchanged);
                 }
                 *existing = object;
-                drop(store);
+                drop(guard);
                 self.signal_change();
                 Ok(Applied::Modified)
             }
@@ -211,8 +221,9 @@ impl Cache {
                         max: self.budget.max(),
                     });
                 }
-                store.objects.insert(key, object);
-                drop(store);
+                let key: Box<str> = scratch.as_str().into();
+                objects.insert(key, object);
+                drop(guard);
                 self.signal_change();
                 Ok(Applied::Added)
             }
@@ -221,8 +232,11 @@ impl Cache {
 
     /// Applies a DELETED event.
     pub fn remove(&self, namespace: Option<&str>, name: &str) -> Applied {
-        let key = object_key(namespace, name);
-        let removed = lock(&self.store).objects.remove(&key);
+        let mut guard = lock(&self.store);
+        let Store { objects, scratch } = &mut *guard;
+        fill_key(scratch, namespace, name);
+        let removed = objects.remove(scratch.as_str());
+        drop(guard);
         match removed {
             Some(_) => {
                 self.budget.give_back(1);
@@ -271,6 +285,7 @@ impl Cache {
         let mut store = lock(&self.store);
         let n = store.objects.len() as u64;
         store.objects = HashMap::new();
+        store.scratch = String::new();
         self.budget.give_back(n);
     }
 

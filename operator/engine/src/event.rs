@@ -72,6 +72,12 @@ pub fn decode_object<'a>(
     Ok(DecodedObject { meta, stored })
 }
 
+/// Decodes only the metadata of an object.
+pub fn decode_meta(raw: &RawValue) -> Result<ObjectMeta<'_>, serde_json::Error> {
+    let head: ObjectHead<'_> = serde_json::from_str(raw.get())?;
+    serde_json::from_str(head.metadata.get())
+}
+
 /// What one watch line says.
 #[derive(Debug)]
 pub enum WatchEvent<'a> {
@@ -82,8 +88,8 @@ pub enum WatchEvent<'a> {
         /// The object.
         object: DecodedObject<'a>,
     },
-    /// DELETED.
-    Deleted(DecodedObject<'a>),
+    /// DELETED (only the metadata is decoded: nothing is stored).
+    Deleted(ObjectMeta<'a>),
     /// BOOKMARK with its resourceVersion.
     Bookmark(Option<Cow<'a, str>>),
     /// ERROR with its Status.
@@ -110,8 +116,8 @@ pub fn decode_event(line: &[u8], metadata_only: bool) -> Result<WatchEvent<'_>, 
             },
             Err(_) => WatchEvent::BadObject,
         },
-        "DELETED" => match decode_object(envelope.object, metadata_only) {
-            Ok(object) => WatchEvent::Deleted(object),
+        "DELETED" => match decode_meta(envelope.object) {
+            Ok(meta) => WatchEvent::Deleted(meta),
             Err(_) => WatchEvent::BadObject,
         },
         "BOOKMARK" => match serde_json::from_str::<ObjectHead<'_>>(envelope.object.get())

@@ -573,10 +573,11 @@ impl Watcher {
                         h.resource_version.get_or_insert_default().clone_from(rv);
                     });
                 }
-                WatchEvent::Deleted(object) => {
-                    set_rv(&mut self.resource_version, &object.stored.resource_version);
-                    self.cache
-                        .remove(object.meta.namespace.as_deref(), &object.meta.name);
+                WatchEvent::Deleted(meta) => {
+                    if let Some(rv) = &meta.resource_version {
+                        set_rv(&mut self.resource_version, rv);
+                    }
+                    self.cache.remove(meta.namespace.as_deref(), &meta.name);
                     let objects = self.cache.len();
                     let rv = &self.resource_version;
                     self.hub.update(&self.slot, |h| {
