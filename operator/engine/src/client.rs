@@ -95,7 +95,9 @@ pub async fn infer(options: &ClientOptions) -> Result<kube::Client, ClientError>
 }
 
 /// Builds the hardened client for `config`: see the module documentation for the stack.
-/// `http` and `https` cluster URLs both work.
+/// `http` and `https` cluster URLs both work. The TLS settings, credentials, default namespace
+/// and extra headers of `config` are used; its `connect_timeout`, `read_timeout`,
+/// `write_timeout` and retry switch are not (`options` and the engine decide those).
 pub async fn build_client(
     config: kube::Config,
     options: &ClientOptions,
