@@ -4,7 +4,7 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=WATCHPOOL_GIT_COMMIT");
-    println!("cargo:rerun-if-changed=../.git/HEAD");
+    watch_git_head();
     let commit = std::env::var("WATCHPOOL_GIT_COMMIT")
         .ok()
         .filter(|c| !c.trim().is_empty())
@@ -27,4 +27,20 @@ fn run(program: &str, args: &[&str]) -> Option<String> {
     let text = String::from_utf8(output.stdout).ok()?;
     let text = text.trim();
     (!text.is_empty()).then(|| text.to_owned())
+}
+
+/// Re-runs this script when the checked-out commit changes: `HEAD` itself, the branch it points
+/// to, and the packed refs (only paths that exist, or cargo would re-run it on every build).
+fn watch_git_head() {
+    let Some(git_dir) = run("git", &["rev-parse", "--git-dir"]) else {
+        return;
+    };
+    let git_dir = std::path::PathBuf::from(git_dir);
+    let mut paths = vec![git_dir.join("HEAD"), git_dir.join("packed-refs")];
+    if let Some(reference) = run("git", &["symbolic-ref", "-q", "HEAD"]) {
+        paths.push(git_dir.join(reference));
+    }
+    for path in paths.into_iter().filter(|p| p.exists()) {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
 }
