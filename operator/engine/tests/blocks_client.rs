@@ -374,3 +374,55 @@ async fn endless_line_over_a_connection_is_refused_with_bounded_memory() {
     assert_eq!(err.reason(), ErrorReason::EventTooLarge);
     assert_eq!(lines.buffered(), 0);
 }
+
+#[tokio::test]
+async fn client_lists_and_watches_through_the_emulator() {
+    use futures::StreamExt;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, ObjectMeta, PostParams, WatchEvent, WatchParams};
+
+    let emulator = kube_emulator::Emulator::start(kube_emulator::EmulatorConfig::default())
+        .await
+        .unwrap();
+    let config = kube::Config::new(emulator.url().parse().unwrap());
+    let client = build_client(config, &options(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let named = |name: &str| ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..ObjectMeta::default()
+        },
+        ..ConfigMap::default()
+    };
+    api.create(&PostParams::default(), &named("first"))
+        .await
+        .unwrap();
+    let list = api.list(&Default::default()).await.unwrap();
+    assert!(
+        list.items
+            .iter()
+            .any(|c| c.metadata.name.as_deref() == Some("first"))
+    );
+    let version = list.metadata.resource_version.unwrap();
+    let mut events = api
+        .watch(&WatchParams::default().timeout(10), &version)
+        .await
+        .unwrap()
+        .boxed();
+    api.create(&PostParams::default(), &named("second"))
+        .await
+        .unwrap();
+    let added = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(event) = events.next().await {
+            if let WatchEvent::Added(cm) = event.unwrap() {
+                return cm.metadata.name;
+            }
+        }
+        None
+    })
+    .await
+    .unwrap();
+    assert_eq!(added.as_deref(), Some("second"));
+}
