@@ -546,14 +546,21 @@ fn kind_schema(r: &ResourceInfo) -> Value {
     let mut schema = match &r.schema {
         Some(Value::Object(map)) => map.clone(),
         _ => {
-            let mut open = Map::new();
-            open.insert(
-                "description".to_string(),
-                json!(format!(
-                    "{} is served by the emulator without a detailed schema.",
-                    r.kind
-                )),
-            );
+            let mut open = match builtin_schema(r) {
+                Some(Value::Object(known)) => known,
+                _ => {
+                    let mut open = Map::new();
+                    open.insert(
+                        "description".to_string(),
+                        json!(format!(
+                            "{} is served by the emulator without a detailed schema.",
+                            r.kind
+                        )),
+                    );
+                    open
+                }
+            };
+            // Built-in schemas stay open: the emulator stores whatever a client sends.
             open.insert(
                 "x-kubernetes-preserve-unknown-fields".to_string(),
                 json!(true),
@@ -583,6 +590,74 @@ fn kind_schema(r: &ResourceInfo) -> Value {
         json!([gvk(r, &r.kind)]),
     );
     Value::Object(schema)
+}
+
+fn object_field(description: &str, properties: Value) -> Value {
+    json!({"type": "object", "description": description, "properties": properties})
+}
+
+fn int_field(description: &str) -> Value {
+    json!({"type": "integer", "format": "int32", "description": description})
+}
+
+fn bool_field(description: &str) -> Value {
+    json!({"type": "boolean", "description": description})
+}
+
+/// Descriptions and main fields of a few core kinds, so that `kubectl explain` has something to
+/// say about them; `None` for the others.
+fn builtin_schema(r: &ResourceInfo) -> Option<Value> {
+    let schema = match (r.group.as_str(), r.kind.as_str()) {
+        ("", "ConfigMap") => json!({
+            "description": "ConfigMap holds configuration data for pods to consume.",
+            "properties": {
+                "data": string_map("Data contains the configuration data. Each key must consist of alphanumeric characters, '-', '_' or '.'. Values with non-UTF-8 byte sequences must use the BinaryData field."),
+                "binaryData": {"type": "object", "description": "BinaryData contains the binary data. Each key must consist of alphanumeric characters, '-', '_' or '.'. Values are base64-encoded.", "additionalProperties": {"type": "string", "format": "byte"}},
+                "immutable": bool_field("Immutable, if set to true, ensures that data stored in the ConfigMap cannot be updated (only object metadata can be modified)."),
+            },
+        }),
+        ("", "Secret") => json!({
+            "description": "Secret holds secret data of a certain type. The total bytes of the values in the Data field must be less than MaxSecretSize bytes.",
+            "properties": {
+                "data": {"type": "object", "description": "Data contains the secret data. Each key must consist of alphanumeric characters, '-', '_' or '.'. Values are base64-encoded.", "additionalProperties": {"type": "string", "format": "byte"}},
+                "stringData": string_map("stringData allows specifying non-binary secret data in string form. It is provided as a write-only input field for convenience: merged into the data field on write, never output when reading."),
+                "type": string_field("Used to facilitate programmatic handling of secret data, e.g. `Opaque` or `kubernetes.io/tls`."),
+                "immutable": bool_field("Immutable, if set to true, ensures that data stored in the Secret cannot be updated (only object metadata can be modified)."),
+            },
+        }),
+        ("", "Namespace") => json!({
+            "description": "Namespace provides a scope for Names. Use of multiple namespaces is optional.",
+            "properties": {
+                "spec": object_field("Spec defines the behavior of the Namespace.", json!({
+                    "finalizers": {"type": "array", "description": "Finalizers is an opaque list of values that must be empty to permanently remove object from storage.", "items": {"type": "string", "default": ""}},
+                })),
+                "status": object_field("Status describes the current status of a Namespace.", json!({
+                    "phase": string_field("Phase is the current lifecycle phase of the namespace: `Active` or `Terminating`."),
+                })),
+            },
+        }),
+        ("", "ServiceAccount") => json!({
+            "description": "ServiceAccount binds together a name understood by users and perhaps by peripheral systems, for an identity, a principal that can be authenticated and authorized, and a set of secrets.",
+            "properties": {
+                "automountServiceAccountToken": bool_field("AutomountServiceAccountToken indicates whether pods running as this service account should have an API token automatically mounted."),
+                "secrets": {"type": "array", "description": "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use.", "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
+            },
+        }),
+        ("coordination.k8s.io", "Lease") => json!({
+            "description": "Lease defines a lease concept.",
+            "properties": {
+                "spec": object_field("spec contains the specification of the Lease.", json!({
+                    "holderIdentity": string_field("holderIdentity contains the identity of the holder of a current lease."),
+                    "leaseDurationSeconds": int_field("leaseDurationSeconds is a duration that candidates for a lease need to wait to force acquire it, measured against the time of last observed renewTime."),
+                    "acquireTime": {"type": "string", "format": "date-time", "description": "acquireTime is a time when the current lease was acquired."},
+                    "renewTime": {"type": "string", "format": "date-time", "description": "renewTime is a time when the current holder of a lease has last updated the lease."},
+                    "leaseTransitions": int_field("leaseTransitions is the number of transitions of a lease between holders."),
+                })),
+            },
+        }),
+        _ => return None,
+    };
+    Some(schema)
 }
 
 fn list_schema(r: &ResourceInfo) -> Value {
@@ -944,6 +1019,32 @@ mod tests {
             Value::Array(a) => a.iter().for_each(|v| collect_refs(v, out)),
             _ => {}
         }
+    }
+
+    #[test]
+    fn some_builtins_describe_their_main_fields() {
+        let core = group_version_doc("", "v1", &resources()).unwrap();
+        let cm = &core["components"]["schemas"]["io.k8s.api.core.v1.ConfigMap"];
+        assert!(
+            cm["description"]
+                .as_str()
+                .unwrap()
+                .starts_with("ConfigMap holds")
+        );
+        assert_eq!(cm["properties"]["data"]["type"], "object");
+        assert_eq!(
+            cm["properties"]["metadata"]["allOf"][0]["$ref"],
+            "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+        );
+        let ns = &core["components"]["schemas"]["io.k8s.api.core.v1.Namespace"];
+        assert!(ns["properties"]["status"]["properties"]["phase"]["description"].is_string());
+        let lease = group_version_doc("coordination.k8s.io", "v1", &resources()).unwrap();
+        let spec = &lease["components"]["schemas"]["io.k8s.api.coordination.v1.Lease"]["properties"]
+            ["spec"];
+        assert_eq!(
+            spec["properties"]["leaseDurationSeconds"]["type"],
+            "integer"
+        );
     }
 
     #[test]

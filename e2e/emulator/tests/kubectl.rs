@@ -934,6 +934,14 @@ async fn get_builtins_uses_their_server_side_printers() {
     assert_eq!(patches.len(), 1, "{patches:?}");
     assert_eq!(patches[0].status, 200);
 
+    // explain knows the main fields of a few built-ins.
+    let out = env.ok(&["explain", "configmaps.data"]).await;
+    assert!(out.contains("FIELD: data <map[string]string>"), "{out}");
+    assert!(
+        out.contains("Data contains the configuration data"),
+        "{out}"
+    );
+
     let out = env.ok(&["get", "namespaces"]).await;
     let rows: Vec<Vec<&str>> = out
         .lines()
