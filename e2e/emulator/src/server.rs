@@ -154,13 +154,93 @@ pub(crate) async fn accept_loop(
     shared.kill.send_modify(|g| *g += 1);
 }
 
+/// Set by a watch that must end with a TCP reset: the connection's socket then closes with a
+/// zero linger (RST) instead of a FIN.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ConnReset(Arc<AtomicBool>);
+
+impl ConnReset {
+    pub(crate) fn request(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// A TCP stream that resets instead of closing when its [`ConnReset`] was requested.
+struct ConnIo {
+    inner: tokio::net::TcpStream,
+    reset: ConnReset,
+}
+
+impl Drop for ConnIo {
+    fn drop(&mut self) {
+        if self.reset.0.load(Ordering::Acquire) {
+            let _ = self.inner.set_zero_linger();
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for ConnIo {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for ConnIo {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream) {
     let mut kill = shared.kill.subscribe();
     let svc_shared = shared.clone();
-    let service = service_fn(move |req| handle(svc_shared.clone(), req));
+    let reset = ConnReset::default();
+    let conn_reset = reset.clone();
+    let service = service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(conn_reset.clone());
+        handle(svc_shared.clone(), req)
+    });
+    let io = ConnIo {
+        inner: stream,
+        reset,
+    };
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service);
+        .serve_connection(TokioIo::new(io), service);
     tokio::select! {
         _ = conn => {}
         _ = kill.changed() => {}
@@ -168,6 +248,7 @@ async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream) {
 }
 
 struct Req {
+    reset: Option<ConnReset>,
     method: Method,
     path: String,
     query: Query,
@@ -191,6 +272,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     };
     let raw_query = parts.uri.query().unwrap_or("").to_string();
     let r = Req {
+        reset: parts.extensions.get::<ConnReset>().cloned(),
         method: parts.method.clone(),
         path: parts.uri.path().to_string(),
         query: Query::parse(&raw_query),
@@ -865,6 +947,7 @@ async fn watch_request(
         slow_limit,
         tx,
         started: std::time::Instant::now(),
+        reset: r.reset.clone(),
     };
     (resp, Some(task))
 }

@@ -48,6 +48,7 @@ pub struct WatchTask {
     pub(crate) slow_limit: Option<usize>,
     pub(crate) tx: mpsc::Sender<StreamItem>,
     pub(crate) started: std::time::Instant,
+    pub(crate) reset: Option<crate::server::ConnReset>,
 }
 
 /// Renders an object as a watch event object in the stream's format.
@@ -277,6 +278,10 @@ impl WatchTask {
         };
         let end = self.stream(&mut st, &mut faults_rx, seq).await;
         if matches!(end, End::Dropped) {
+            // No terminating chunk, and a TCP reset rather than a FIN.
+            if let Some(reset) = &self.reset {
+                reset.request();
+            }
             let _ = self.tx.send(Err(StreamAbort)).await;
         }
         let how = if self.shared.is_shutting_down() && matches!(end, End::Client) {

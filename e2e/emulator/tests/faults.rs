@@ -1097,3 +1097,34 @@ async fn forbidden_list_is_surfaced_and_retried_by_the_watcher() {
         .collect();
     assert_eq!(statuses, [403, 403, 200]);
 }
+
+#[tokio::test]
+async fn dropped_watch_ends_with_a_tcp_reset() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (emu, _client) = start().await;
+    emu.faults()
+        .add(FaultSpec::new(Fault::DropWatches { after_ms: 200 }).count(1));
+    let mut s = tokio::net::TcpStream::connect(emu.addr()).await.unwrap();
+    s.write_all(
+        b"GET /api/v1/namespaces/default/configmaps?watch=true HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = [0u8; 4096];
+    let outcome = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) => return Ok(()),
+                Ok(_) => continue,
+                Err(e) => return Err(e.kind()),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        outcome,
+        Err(std::io::ErrorKind::ConnectionReset),
+        "a reset, not an orderly close"
+    );
+}
