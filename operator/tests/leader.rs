@@ -35,7 +35,8 @@ async fn leads(op: &Operator) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_standby_takes_over_within_the_lease_duration_plus_its_retry_when_the_leader_is_killed() {
+async fn the_standby_takes_over_within_the_lease_duration_plus_its_retry_when_the_leader_is_killed()
+{
     let c = cluster().await;
     c.policy("default", "ha", configmap_spec());
     let lease = Duration::from_secs(3);
