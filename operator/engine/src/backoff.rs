@@ -185,6 +185,26 @@ mod tests {
     }
 
     #[test]
+    fn hundred_watches_failing_together_spread_their_retries() {
+        // 100 watches cut at once, each with its own backoff: their first retries spread over
+        // the jitter band instead of landing in the same millisecond.
+        let cfg = config(1_000, 30_000, 2.0, 0.5);
+        let mut per_ms = std::collections::BTreeMap::new();
+        for _ in 0..100 {
+            let delay = Backoff::new(&cfg).next_delay();
+            assert!(delay >= Duration::from_millis(500) && delay <= Duration::from_secs(1));
+            *per_ms.entry(delay.as_millis()).or_insert(0u32) += 1;
+        }
+        let busiest = per_ms.values().max().copied().unwrap_or(0);
+        assert!(busiest <= 5, "{busiest} retries in the same millisecond");
+        assert!(
+            per_ms.len() >= 80,
+            "only {} distinct milliseconds",
+            per_ms.len()
+        );
+    }
+
+    #[test]
     fn same_seed_gives_same_delays() {
         let cfg = config(50, 5_000, 1.5, 0.3);
         let mut a = Backoff::with_seed(&cfg, 42);
