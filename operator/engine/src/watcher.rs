@@ -180,6 +180,8 @@ pub struct Watcher {
     next_resync: Option<Instant>,
     last_logged: Option<(TargetState, ErrorReason)>,
     last_watch_start: Option<Instant>,
+    /// Events and bookmarks delivered by the current (or last) watch stream.
+    stream_events: u64,
 }
 
 impl std::fmt::Debug for Watcher {
@@ -230,6 +232,7 @@ impl Watcher {
             next_resync: None,
             last_logged: None,
             last_watch_start: None,
+            stream_events: 0,
         }
     }
 
@@ -475,7 +478,7 @@ impl Watcher {
         let lived = started.elapsed();
         if let Err(failure) = &result
             && failure.action == Action::Retry
-            && lived >= HEALTHY_WATCH
+            && (self.stream_events > 0 || lived >= HEALTHY_WATCH)
         {
             self.backoff.record_healthy(lived);
         }
@@ -491,6 +494,7 @@ impl Watcher {
         let metadata_only = self.key.target.metadata_only;
         let idle = settings.timeouts.idle;
         let mut events: u64 = 0;
+        self.stream_events = 0;
         let mut malformed_in_row: u32 = 0;
         let resync_at = self.next_resync;
         loop {
@@ -606,6 +610,7 @@ impl Watcher {
                 WatchEvent::Unknown => continue,
             }
             events += 1;
+            self.stream_events = events;
             if events == 1 {
                 // The stream delivers: the failures in a row are over.
                 self.consecutive_failures = 0;
