@@ -4,14 +4,16 @@
 //! The emulator runs in this process on its own tokio runtime (threads named `emu-server`); the
 //! watch clients run on another runtime (`bench-client`), each watch on its own TCP connection,
 //! as real clients do. A writer patches ConfigMaps at a fixed rate, stamping each write with its
-//! send time; every watch client measures the delay until the event reaches it. CPU is read per
+//! send time; every watch client measures the delay until the event reaches it. Only writes sent
+//! inside the measured window count, and their events are drained before the figures are taken,
+//! so `delivered / expected` is 1 exactly when no event was lost. CPU is read per
 //! thread from `/proc/self/task`, so the emulator's share is reported apart from the clients'.
 //!
 //! Each watch holds two descriptors in this process (client and server end): 5 000 watches need
 //! `ulimit -n` above 10 000 (raise it in the shell before running; a process can only read it).
 //!
 //! ```text
-//! cargo run -p kube-emulator --bin emulator-bench -- --watches 5000 --writes-per-sec 50 --out bench.md
+//! cargo run -p kube-emulator --bin emulator-bench -- --watches 5000 --namespaces 5 --writes-per-sec 20 --out bench.md
 //! ```
 
 use std::collections::HashMap;
