@@ -106,7 +106,9 @@ pub fn since(requests: &[WatchRequest], since_ms: i64) -> Vec<WatchRequest> {
         .iter()
         .filter(|r| {
             r.start_ms >= since_ms
-                || (r.is_watch() && (r.record.watch_end.is_none() || r.end_ms >= since_ms))
+                || (r.is_watch()
+                    && r.record.status == 200
+                    && (r.record.watch_end.is_none() || r.end_ms >= since_ms))
         })
         .cloned()
         .collect()
@@ -214,6 +216,21 @@ mod tests {
             operator_requests(&[mine, kubectl, theirs], "configmaps", "ns").len(),
             1
         );
+    }
+
+    #[test]
+    fn since_keeps_streams_open_at_that_time_but_not_earlier_refusals() {
+        let records = vec![
+            rec(1, 1_000, "watch", 200, 0, None),
+            rec(2, 1_100, "watch", 503, 0, None),
+            rec(3, 1_200, "watch", 200, 300, Some("dropped")),
+            rec(4, 1_300, "watch", 200, 50, Some("timeout")),
+            rec(5, 2_000, "list", 200, 5, None),
+        ];
+        let reqs = operator_requests(&records, "configmaps", "ns");
+        let seqs: Vec<u64> = since(&reqs, 1_450).iter().map(|r| r.record.seq).collect();
+        // 1: still open; 3: ended at 1500, after; 2: refused before; 4: ended at 1350, before.
+        assert_eq!(seqs, vec![1, 3, 5]);
     }
 
     #[test]

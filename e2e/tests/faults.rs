@@ -693,7 +693,15 @@ async fn row_11_throttled_429_waits_retry_after_without_relist_or_retry_storm() 
     .await?;
     s.figures.ms("detect_ms", detect);
     s.expect_recovery(start, RECOVERY).await?;
-    let during = judge_requests(&mut s, since, Duration::from_millis(1_900));
+    let during = judge_requests(&mut s, since, Duration::from_millis(100));
+    for pair in during.windows(2).filter(|w| w[0].record.status == 429) {
+        let wait_ms = pair[1].start_ms - pair[0].end_ms;
+        assert!(
+            wait_ms >= 1_900,
+            "waited at least Retry-After (2 s) after a 429: {wait_ms} ms\n{}",
+            describe(&during)
+        );
+    }
     let refused: Vec<&WatchRequest> = during.iter().filter(|r| r.record.status == 429).collect();
     assert_eq!(
         refused.len(),
