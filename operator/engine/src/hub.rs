@@ -16,7 +16,13 @@ use crate::health::{CpuHealth, PoolHealth, TargetHealth, WatchKey};
 pub const PUBLISH_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Transitions remembered per pool (oldest dropped first).
-const TRANSITION_LOG: usize = 4096;
+const TRANSITION_LOG: usize = 512;
+
+/// A change of the CPU average (millicores) published at once.
+const CPU_SIGNIFICANT_MILLIS: f64 = 1.0;
+
+/// Longest time a smaller change of the CPU figures waits to be published.
+pub const CPU_REFRESH: Duration = Duration::from_secs(5);
 
 /// One state change of one watch, as recorded by the pool.
 #[derive(Clone, Debug, PartialEq)]
@@ -72,7 +78,8 @@ pub struct Hub {
     slots: Mutex<BTreeMap<WatchKey, Arc<Slot>>>,
     transitions: Mutex<VecDeque<Transition>>,
     dirty: AtomicBool,
-    cpu: Mutex<CpuHealth>,
+    /// The CPU figures to publish, and when they were last changed.
+    cpu: Mutex<(CpuHealth, Instant)>,
     tx: watch::Sender<PoolHealth>,
 }
 
@@ -84,7 +91,7 @@ impl Hub {
             slots: Mutex::new(BTreeMap::new()),
             transitions: Mutex::new(VecDeque::new()),
             dirty: AtomicBool::new(false),
-            cpu: Mutex::new(CpuHealth::default()),
+            cpu: Mutex::new((CpuHealth::default(), Instant::now())),
             tx,
         })
     }
@@ -169,10 +176,17 @@ impl Hub {
     }
 
     /// Sets the CPU part of the health (published with the next snapshot).
+    /// Small fluctuations of the figures are published only with other changes, or at the
+    /// latest after [`CPU_REFRESH`], so that an idle pool does not publish continuously.
     pub fn set_cpu(&self, cpu: CpuHealth) {
         let mut current = self.cpu.lock().unwrap_or_else(PoisonError::into_inner);
-        if *current != cpu {
-            *current = cpu;
+        let (old, published_at) = *current;
+        let significant = cpu.throttled != old.throttled
+            || cpu.limit_millis != old.limit_millis
+            || (cpu.used_millis - old.used_millis).abs() >= CPU_SIGNIFICANT_MILLIS
+            || published_at.elapsed() >= CPU_REFRESH;
+        if significant && cpu != old {
+            *current = (cpu, Instant::now());
             self.dirty.store(true, Ordering::Release);
         }
     }
@@ -188,7 +202,7 @@ impl Hub {
     pub fn publish(&self) {
         self.dirty.store(false, Ordering::Release);
         let targets: Vec<TargetHealth> = self.slots().values().map(|s| s.snapshot()).collect();
-        let cpu = *self.cpu.lock().unwrap_or_else(PoisonError::into_inner);
+        let cpu = self.cpu.lock().unwrap_or_else(PoisonError::into_inner).0;
         let snapshot = PoolHealth { targets, cpu };
         self.tx.send_if_modified(|current| {
             if *current == snapshot {

@@ -358,6 +358,12 @@ impl PoolHandle {
             .count()
     }
 
+    /// The pool's CPU figures now, straight from its meter (the published health carries them
+    /// coalesced).
+    pub fn cpu(&self) -> crate::health::CpuHealth {
+        self.shared.meter.snapshot()
+    }
+
     /// Objects cached across the pool.
     pub fn cached_total(&self) -> u64 {
         self.shared.budget.used()

@@ -296,7 +296,11 @@ impl Watcher {
             self.need_list = true;
             return Ok(());
         };
-        self.set_state(TargetState::Listing);
+        if self.consecutive_failures == 0 {
+            // While retrying after failures the state stays what the failure made it
+            // (`Backoff`, `Forbidden`…) instead of flapping with each attempt.
+            self.set_state(TargetState::Listing);
+        }
         let target = &self.key.target;
         let request = Request::new(resolved.collection_path.as_str());
         let mut objects: HashMap<Box<str>, CachedObject> = HashMap::new();
