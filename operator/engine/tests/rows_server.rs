@@ -217,3 +217,59 @@ async fn row_15_rewound_resource_versions_are_bounded_by_resync() {
     assert!(requests(&emu, "list", "configmaps").len() >= lists_before + 2);
     finish(emu, pool).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_26_all_connections_cut_at_once_reconnect_spread_by_jitter() {
+    let emu = emu::start().await;
+    let namespaces: Vec<String> = (0..40).map(|i| format!("ns-{i}")).collect();
+    for ns in &namespaces {
+        emu.create(
+            serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )
+        .unwrap();
+    }
+    let ns_refs: Vec<&str> = namespaces.iter().map(String::as_str).collect();
+    let target = target("v1", "ConfigMap", Some(&ns_refs));
+    let pool = Pool::spawn(
+        client(&emu.url()).await,
+        id("row26"),
+        policy(vec![target.clone()]),
+        Default::default(),
+    );
+    for ns in &namespaces {
+        wait_state(
+            &pool,
+            &key(&target, Some(ns)),
+            TargetState::Watching,
+            Duration::from_secs(10),
+        )
+        .await;
+    }
+    let before = requests(&emu, "watch", "configmaps").len();
+    let cut = emu.faults().add(
+        FaultSpec::new(Fault::DropWatches { after_ms: 0 })
+            .resource("configmaps")
+            .count(40),
+    );
+    eventually(Duration::from_secs(5), "40 re-watches", || {
+        requests(&emu, "watch", "configmaps").len() >= before + 40
+    })
+    .await;
+    emu.faults().remove(cut);
+    let rewatches = &requests(&emu, "watch", "configmaps")[before..];
+    let mut per_ms = std::collections::BTreeMap::new();
+    for w in rewatches {
+        *per_ms.entry(at(w).as_millisecond()).or_insert(0u32) += 1;
+    }
+    let busiest = per_ms.values().copied().max().unwrap();
+    let first = at(&rewatches[0]);
+    let last = at(&rewatches[rewatches.len() - 1]);
+    let spread = Duration::try_from(last.duration_since(first)).unwrap();
+    eprintln!("40 re-watches spread over {spread:?}, at most {busiest} in one millisecond");
+    assert!(busiest <= 8, "{busiest} re-watches in the same millisecond");
+    assert!(
+        spread >= Duration::from_millis(20),
+        "re-watches within {spread:?}"
+    );
+    finish(emu, pool).await;
+}
