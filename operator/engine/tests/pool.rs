@@ -357,3 +357,35 @@ async fn health_is_published_coalesced_not_per_event() {
     pool.shutdown().await;
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaced_watch_of_a_cluster_scoped_kind_becomes_cluster_wide() {
+    let emu = emu::start().await;
+    let namespaces = target("v1", "Namespace", Some(&["default"]));
+    let key = key(&namespaces, Some("default"));
+    let pool = Pool::spawn(
+        client(&emu.url()).await,
+        id("cluster"),
+        policy(vec![namespaces]),
+        Default::default(),
+    );
+    wait_state(&pool, &key, TargetState::Watching, Duration::from_secs(5)).await;
+    emu.create(
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "extra"}}),
+    )
+    .unwrap();
+    eventually(Duration::from_secs(5), "every namespace cached", || {
+        let cached = pool.cached_objects(&key).unwrap();
+        cached.len() == emu.list("v1", "Namespace", None).unwrap().len()
+            && cached.iter().any(|o| o.name == "extra")
+    })
+    .await;
+    let watches = requests(&emu, "watch", "namespaces");
+    assert!(
+        watches.iter().all(|w| w.path == "/api/v1/namespaces"),
+        "{:?}",
+        watches.iter().map(|w| &w.path).collect::<Vec<_>>()
+    );
+    pool.shutdown().await;
+    emu.shutdown().await;
+}
