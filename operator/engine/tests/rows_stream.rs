@@ -99,7 +99,10 @@ async fn row_01_clean_close_rewatches_from_last_rv_without_list() {
     );
     // Every watch asks for bookmarks and a lifetime drawn from [0.9, 1.0] x timeouts.watch (30 s).
     for w in requests(&emu, "watch", "configmaps") {
-        assert_eq!(query_param(&w, "allowWatchBookmarks").as_deref(), Some("true"));
+        assert_eq!(
+            query_param(&w, "allowWatchBookmarks").as_deref(),
+            Some("true")
+        );
         let secs: u32 = query_param(&w, "timeoutSeconds").unwrap().parse().unwrap();
         assert!((27..=30).contains(&secs), "timeoutSeconds={secs}");
     }
