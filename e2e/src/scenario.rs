@@ -150,6 +150,37 @@ impl Scenario {
             .unwrap_or_default()
     }
 
+    /// A mark in the operator's log (its line count now).
+    pub fn log_mark(&self) -> usize {
+        self.operator.log_text().lines().count()
+    }
+
+    /// WARN and ERROR lines the operator logged since `mark`.
+    pub fn warnings_since(&self, mark: usize) -> Vec<String> {
+        self.operator
+            .log_text()
+            .lines()
+            .skip(mark)
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Checks that a sustained fault lasting `fault` did not flood the log: at most a few
+    /// WARN/ERROR lines a minute (FAULTS.md), here at most `5 + 6 per minute`. Records
+    /// `warn_lines`.
+    pub fn judge_log_bounded(&mut self, mark: usize, fault: Duration) {
+        let lines = self.warnings_since(mark);
+        self.figures.set("warn_lines", lines.len());
+        let allowed = 5 + (fault.as_secs_f64() / 10.0).ceil() as usize;
+        assert!(
+            lines.len() <= allowed,
+            "{} WARN/ERROR lines during a {fault:?} fault (at most {allowed}):\n{}",
+            lines.len(),
+            lines.join("\n")
+        );
+    }
+
     /// Re-applies the policy after changing it.
     pub async fn reapply(&mut self, change: impl FnOnce(&mut TestPolicy)) -> Result<(), EnvError> {
         change(&mut self.policy);
