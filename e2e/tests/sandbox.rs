@@ -78,3 +78,105 @@ async fn sandbox_short_run_injects_faults_and_every_cache_matches_the_server() {
         "the operator process {pid} was left running"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_serves_its_kubeconfig_to_kubectl_and_stops_cleanly_on_ctrl_c() {
+    use tokio::io::AsyncBufReadExt;
+
+    watchpool_e2e::operator::binary().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_watchpool-sandbox"))
+        .args([
+            "--duration",
+            "120s",
+            "--objects",
+            "20",
+            "--print-kubeconfig",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let sandbox_pid = child.id().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut kubeconfig, mut operator_pid, mut seen) = (None, None, Vec::new());
+    let started = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(path) = line.strip_prefix("kubeconfig: ") {
+                kubeconfig = Some(path.to_owned());
+            }
+            if let Some(rest) = line.strip_prefix("operator ready (pid ") {
+                operator_pid = rest.split(',').next().map(str::to_owned);
+            }
+            let applied = line.contains("policies applied");
+            seen.push(line);
+            if applied {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(started.is_ok(), "the sandbox started:\n{}", seen.join("\n"));
+    let kubeconfig = kubeconfig.expect("--print-kubeconfig prints the path");
+    let operator_pid = operator_pid.expect("the operator's pid is printed");
+    // A user's own kubectl sees the sandbox's policies while it runs.
+    let cache = watchpool_e2e::tempdir::TempDir::new("sandbox-kubectl").unwrap();
+    let kubectl = watchpool_e2e::kubectl::Kubectl::new(
+        watchpool_e2e::tools::kubectl(),
+        std::path::Path::new(&kubeconfig),
+        cache.path(),
+    );
+    let names = kubectl
+        .run(
+            &[
+                "get",
+                "wp",
+                "-n",
+                watchpool_e2e::sandbox::NAMESPACE,
+                "-o",
+                "name",
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(
+        names.lines().count() >= 3,
+        "kubectl lists the sandbox's policies: {names}"
+    );
+    // Ctrl-C.
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &sandbox_pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rest = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut rest = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            rest.push(line);
+        }
+        rest.join("\n")
+    })
+    .await
+    .expect("the sandbox stops within 30 s of Ctrl-C");
+    let exited = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    assert!(exited.is_ok(), "the sandbox process exited");
+    assert!(
+        rest.contains("interrupted: stopping"),
+        "it says why it stops:\n{rest}"
+    );
+    assert!(
+        rest.contains("watchpool sandbox summary"),
+        "it prints a summary:\n{rest}"
+    );
+    assert!(
+        !std::path::Path::new(&format!("/proc/{operator_pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{operator_pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z ")),
+        "the operator process {operator_pid} was left running"
+    );
+    assert!(
+        !std::path::Path::new(&kubeconfig).exists(),
+        "the sandbox's files are removed"
+    );
+}
