@@ -10,25 +10,33 @@ use watchpool_api::{ErrorReason, TargetConfig, TargetState};
 /// (`None` when cluster-wide).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WatchKey {
+    /// The policy's target.
     pub target: TargetConfig,
+    /// The namespace watched, `None` when cluster-wide.
     pub namespace: Option<String>,
 }
 
 /// The last failure of a watch.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LastError {
+    /// The failure's category.
     pub reason: ErrorReason,
     /// Never contains object contents.
     pub message: String,
+    /// When it happened.
     pub time: SystemTime,
 }
 
 /// Cumulative counters of one watch, for metrics (monotonic for the life of the watch).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WatchCounters {
+    /// Objects added to the cache (by watch events).
     pub added: u64,
+    /// Cached objects replaced by a newer version (by watch events).
     pub modified: u64,
+    /// Objects removed: DELETED events, and objects found gone by a relist.
     pub deleted: u64,
+    /// Bookmarks received.
     pub bookmarks: u64,
     /// Objects that failed to decode and were skipped.
     pub decode_errors: u64,
@@ -39,20 +47,33 @@ pub struct WatchCounters {
 /// The health of one watch.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TargetHealth {
+    /// The watch.
     pub key: WatchKey,
+    /// Where its state machine is.
     pub state: TargetState,
+    /// Objects in its cache.
     pub objects: u64,
+    /// The last resourceVersion seen (list, event or bookmark): where a re-watch resumes.
     pub resource_version: Option<String>,
+    /// When the current watch connection was established (`None` when not connected).
     pub connected_since: Option<SystemTime>,
+    /// When the last ADDED/MODIFIED/DELETED event arrived.
     pub last_event_time: Option<SystemTime>,
+    /// When the last bookmark arrived.
     pub last_bookmark_time: Option<SystemTime>,
+    /// Watch connections opened after the first one.
     pub reconnects: u64,
+    /// Lists after the first one.
     pub relists: u64,
+    /// Failures since the stream last delivered an event (0 when healthy).
     pub consecutive_failures: u32,
+    /// When the next attempt is due, while waiting out a backoff.
     pub next_retry_time: Option<SystemTime>,
+    /// The last failure, kept after recovery.
     pub last_error: Option<LastError>,
     /// Failures by reason since the watch started, for metrics.
     pub errors: Vec<(ErrorReason, u64)>,
+    /// Cumulative counters.
     pub counters: WatchCounters,
 }
 
@@ -74,14 +95,18 @@ pub struct CpuHealth {
 /// The health of a whole pool.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PoolHealth {
+    /// One entry per watch, sorted by key (suspended watches included).
     pub targets: Vec<TargetHealth>,
+    /// The pool's CPU use against its budget.
     pub cpu: CpuHealth,
 }
 
 /// A read-only view of one watch's cache, for the admin endpoint and tests.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CacheView {
+    /// The watch whose cache this is.
     pub key: WatchKey,
+    /// Objects cached.
     pub count: u64,
     /// [`digest`] of the cached objects' (uid, resourceVersion) pairs.
     pub digest: String,
