@@ -11,6 +11,16 @@
 //! Every path back to the API server after a failure or an empty watch goes through the
 //! target's own [`Backoff`] (whose floor is never zero), and a clean re-watch is paced to at most
 //! one per second, so the loop cannot spin whatever the server does.
+//!
+//! This loop owns every retry of the engine: the client has no retry layer (see
+//! [`crate::client`]), so a 429/503/504 is seen here once, counted, reported and retried after
+//! this target's backoff (at least `Retry-After` for a 429), never multiplied by a hidden layer.
+//!
+//! What it cannot see: an API server whose resourceVersions were rewound (etcd restored from a
+//! backup) serves a watch from a resourceVersion it has not reached yet without any error, so
+//! the cache can go stale silently. Only `timeouts.resync` (a periodic full relist that replaces
+//! the cache and drops what vanished) bounds that staleness; leave it off where a rewind cannot
+//! happen.
 
 use std::collections::HashMap;
 use std::sync::Arc;
