@@ -492,6 +492,10 @@ impl FaultSet {
         self.notify();
     }
 
+    pub(crate) fn contains(&self, id: FaultId) -> bool {
+        self.lock().faults.contains_key(&id)
+    }
+
     pub(crate) fn list(&self) -> Vec<ActiveFault> {
         self.lock().faults.values().cloned().collect()
     }

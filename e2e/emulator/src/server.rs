@@ -449,14 +449,25 @@ fn selectors(
     Ok((labels, fields))
 }
 
-/// Delay before a response, or `None` to withhold it for ever.
-async fn apply_latency(shared: &Shared, ms: u64, jitter_ms: u64, never: bool) {
+/// Delays a response; with `never`, withholds it until the fault `id` is removed (or for
+/// ever, while the connection is being closed).
+async fn apply_latency(shared: &Shared, id: u64, ms: u64, jitter_ms: u64, never: bool) {
     if never {
         let mut kill = shared.kill.subscribe();
-        let _ = kill.changed().await;
-        // The connection is being closed; wait a moment for it to go.
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-        return;
+        let mut changes = shared.faults.subscribe();
+        loop {
+            tokio::select! {
+                _ = kill.changed() => {
+                    // The connection is being closed; this future is dropped with it.
+                    std::future::pending::<()>().await;
+                }
+                changed = changes.changed() => {
+                    if changed.is_err() || !shared.faults.contains(id) {
+                        return;
+                    }
+                }
+            }
+        }
     }
     let extra = if jitter_ms > 0 {
         rand::random_range(0..=jitter_ms)
@@ -542,7 +553,7 @@ async fn resource_request(
         return (error_response(&e), None);
     }
     if let Some((
-        _,
+        id,
         Fault::Latency {
             ms,
             jitter_ms,
@@ -551,7 +562,7 @@ async fn resource_request(
     )) = faults.take(&ctx, |f| matches!(f, Fault::Latency { .. }), &[])
     {
         rec.faults.push("latency".into());
-        apply_latency(shared, ms, jitter_ms, headers_never).await;
+        apply_latency(shared, id, ms, jitter_ms, headers_never).await;
     }
     if let Some((
         _,

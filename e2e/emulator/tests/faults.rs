@@ -1128,3 +1128,38 @@ async fn dropped_watch_ends_with_a_tcp_reset() {
         "a reset, not an orderly close"
     );
 }
+
+#[tokio::test]
+async fn withheld_response_is_released_when_its_fault_is_removed() {
+    let (emu, client) = start().await;
+    let id = emu.faults().add(
+        FaultSpec::new(Fault::Latency {
+            ms: 0,
+            jitter_ms: 0,
+            headers_never: true,
+        })
+        .verbs(&["list"])
+        .count(1),
+    );
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let pending = tokio::spawn(async move {
+        api.list(&ListParams::default())
+            .await
+            .map(|l| l.items.len())
+    });
+    wait_until("the list was withheld", Duration::from_secs(5), || {
+        emu.faults()
+            .list()
+            .iter()
+            .any(|f| f.id == id && f.hits == 1)
+    })
+    .await;
+    assert!(!pending.is_finished());
+    emu.faults().remove(id);
+    let n = tokio::time::timeout(Duration::from_secs(5), pending)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 0);
+}
