@@ -9,6 +9,7 @@ pub mod figures;
 pub mod http;
 pub mod judge;
 pub mod kubectl;
+pub mod metrics;
 pub mod operator;
 pub mod policy;
 pub mod pools;

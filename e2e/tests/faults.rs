@@ -78,6 +78,66 @@ fn judge_cpu(s: &mut Scenario, cpu: &CpuWindow) -> f64 {
     pct
 }
 
+/// ADDED + MODIFIED + DELETED events the operator counted for the scenario's policy.
+async fn object_events(s: &Scenario) -> f64 {
+    let text = s.operator.metrics().await.unwrap_or_default();
+    ["ADDED", "MODIFIED", "DELETED"]
+        .iter()
+        .map(|t| {
+            watchpool_e2e::metrics::sum(
+                &text,
+                "watchpool_watch_events_total",
+                &[
+                    ("policy", POLICY),
+                    ("policy_namespace", s.ns()),
+                    ("type", t),
+                ],
+            )
+        })
+        .sum()
+}
+
+/// Waits until the cache matches the server, then checks that the operator counted exactly one
+/// ADDED/MODIFIED/DELETED event per write since `events_before`/`writes_before`: a re-watch
+/// from the last resourceVersion neither loses nor repeats an event.
+async fn assert_one_event_per_write(
+    s: &mut Scenario,
+    events_before: f64,
+    writes_before: watchpool_e2e::writer::WriterStats,
+) -> TestResult {
+    let writes = {
+        let (a, b) = (writes_before, s.writer.stats());
+        (b.created + b.updated + b.deleted) - (a.created + a.updated + a.deleted)
+    };
+    let ns = s.ns().to_owned();
+    judge::wait_cache_matches(&s.env, &s.operator, POLICY, &ns, Duration::from_secs(10)).await?;
+    let expected = events_before + writes as f64;
+    let s_ref = &*s;
+    watchpool_e2e::wait::until(
+        "the event counters to include every write",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || async move {
+            let now = object_events(s_ref).await;
+            if now >= expected {
+                watchpool_e2e::wait::Poll::Ready(())
+            } else {
+                watchpool_e2e::wait::Poll::Pending(format!("{now} events, {expected} expected"))
+            }
+        },
+    )
+    .await?;
+    // A measurement window longer than the pool's health coalescing, for late duplicates.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let events = object_events(s).await - events_before;
+    s.figures.set("events", events).set("writes", writes);
+    assert_eq!(
+        events, writes as f64,
+        "one event per write, no duplicate after a re-watch"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row_01_clean_watch_end_rewatches_at_once_from_last_rv_without_relist() -> TestResult {
     // The server ends each watch at its timeoutSeconds (about 2 s): a healthy end. A backoff
@@ -91,6 +151,8 @@ async fn row_01_clean_watch_end_rewatches_at_once_from_last_rv_without_relist() 
     let since = requests::now_ms();
     let cpu = CpuWindow::start(&s.operator)?;
     let errors_before = s.operator.log_text().matches("ERROR").count();
+    let events_before = object_events(&s).await;
+    let writes_before = s.writer.stats();
     s.writer.churn().await;
     let (p, took) = judge::wait_target(
         &s.env,
@@ -118,6 +180,7 @@ async fn row_01_clean_watch_end_rewatches_at_once_from_last_rv_without_relist() 
         errors_before,
         "a clean end is not logged as an error"
     );
+    assert_one_event_per_write(&mut s, events_before, writes_before).await?;
     if s.env.emulator().is_some() {
         let during = requests::since(&s.requests(), since);
         s.figures.set("requests", during.len());
@@ -231,6 +294,7 @@ async fn row_03_tcp_reset_resumes_from_same_rv_after_one_backoff_step_without_re
             .count(1),
     );
     let cleared = Instant::now();
+    let (events_before, writes_before) = (object_events(&s).await, s.writer.stats());
     s.writer.churn().await;
     let (p, detect) = judge::wait_target(
         &s.env,
@@ -264,6 +328,7 @@ async fn row_03_tcp_reset_resumes_from_same_rv_after_one_backoff_step_without_re
         .set("resume_gap_ms", next.start_ms - during[dropped].end_ms);
     judge_cpu(&mut s, &cpu);
     s.expect_recovery(cleared, RECOVERY).await?;
+    assert_one_event_per_write(&mut s, events_before, writes_before).await?;
     s.finish().await?;
     Ok(())
 }
@@ -284,7 +349,8 @@ async fn silent_stream(test: &str, row: &str) -> TestResult {
             .namespace(&ns)
             .count(1),
     );
-    // Changes made while the stream is silent must arrive after the rebuild.
+    // Changes made while the stream is silent must arrive after the rebuild, once each.
+    let (events_before, writes_before) = (object_events(&s).await, s.writer.stats());
     s.writer.churn().await;
     s.writer.delete().await;
     let (p, detect) = judge::wait_target(
@@ -305,6 +371,7 @@ async fn silent_stream(test: &str, row: &str) -> TestResult {
     let t = judge::configmap_target(&p, &ns).unwrap();
     assert_eq!(t.relists, 0, "resume from the last RV, no relist");
     s.expect_recovery(start, RECOVERY).await?;
+    assert_one_event_per_write(&mut s, events_before, writes_before).await?;
     let during = judge_requests(&mut s, since, Duration::from_millis(50));
     assert!(
         during.iter().all(WatchRequest::is_watch),
