@@ -413,4 +413,61 @@ mod tests {
         cache.clear();
         assert_eq!(budget.used(), 0);
     }
+
+    mod prop {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Upsert(u8, u8, u16),
+            Remove(u8, u8),
+            Replace(Vec<(u8, u8)>),
+            Clear,
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                (0..2u8, 0..6u8, 0..50u16).prop_map(|(c, n, rv)| Op::Upsert(c, n, rv)),
+                (0..2u8, 0..6u8).prop_map(|(c, n)| Op::Remove(c, n)),
+                proptest::collection::vec((0..2u8, 0..6u8), 0..6).prop_map(Op::Replace),
+                Just(Op::Clear),
+            ]
+        }
+
+        proptest! {
+            /// Whatever the sequence of events, lists and clears on two caches sharing a budget,
+            /// the budget counts exactly the objects cached and never exceeds its cap.
+            #[test]
+            fn budget_always_equals_the_objects_cached(ops in proptest::collection::vec(op(), 0..60)) {
+                let budget = Arc::new(ObjectBudget::new(8));
+                let caches = [Cache::new(key(), budget.clone()), Cache::new(key(), budget.clone())];
+                for op in ops {
+                    match op {
+                        Op::Upsert(c, n, rv) => {
+                            let _ = caches[usize::from(c)].upsert(Some("ns"), &format!("o{n}"), obj(&format!("u{n}"), &rv.to_string()));
+                        }
+                        Op::Remove(c, n) => {
+                            caches[usize::from(c)].remove(Some("ns"), &format!("o{n}"));
+                        }
+                        Op::Replace(items) => {
+                            let mut by_cache: [HashMap<Box<str>, CachedObject>; 2] = [HashMap::new(), HashMap::new()];
+                            for (c, n) in items {
+                                by_cache[usize::from(c)].insert(object_key(Some("ns"), &format!("o{n}")), obj(&format!("u{n}"), "1"));
+                            }
+                            let [a, b] = by_cache;
+                            let _ = caches[0].replace(a);
+                            let _ = caches[1].replace(b);
+                        }
+                        Op::Clear => caches[0].clear(),
+                    }
+                    let cached = caches[0].len() + caches[1].len();
+                    prop_assert_eq!(budget.used(), cached);
+                    prop_assert!(cached <= 8);
+                    prop_assert_eq!(caches[0].view().count, caches[0].len());
+                }
+            }
+        }
+    }
 }

@@ -224,4 +224,31 @@ mod tests {
         assert_eq!(meta.continue_token.as_deref(), Some("abc"));
         assert_eq!(parsed.items.map(|i| i.len()), Some(1));
     }
+
+    mod prop {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            /// Arbitrary bytes never panic the decoder, in either mode.
+            #[test]
+            fn arbitrary_lines_never_panic(line in proptest::collection::vec(any::<u8>(), 0..512), meta in any::<bool>()) {
+                let _ = decode_event(&line, meta);
+            }
+
+            /// Well-formed events with arbitrary names and versions keep their metadata exactly.
+            #[test]
+            fn metadata_survives_decoding(name in "[a-z0-9.-]{1,40}", ns in "[a-z0-9-]{0,20}", uid in "[a-f0-9-]{1,36}", rv in "[0-9]{1,12}") {
+                let line = format!(r#"{{"type":"MODIFIED","object":{{"metadata":{{"name":"{name}","namespace":"{ns}","uid":"{uid}","resourceVersion":"{rv}"}},"spec":{{"x":[1,2,{{"y":"z"}}]}}}}}}"#);
+                let Ok(WatchEvent::Upsert { object, .. }) = decode_event(line.as_bytes(), false) else {
+                    return Err(TestCaseError::fail("not an upsert"));
+                };
+                prop_assert_eq!(&*object.meta.name, name.as_str());
+                prop_assert_eq!(object.meta.namespace.as_deref(), Some(ns.as_str()));
+                prop_assert_eq!(&*object.stored.uid, uid.as_str());
+                prop_assert_eq!(&*object.stored.resource_version, rv.as_str());
+            }
+        }
+    }
 }
