@@ -1495,32 +1495,9 @@ fn quickstart_policy_is_valid_in_the_release_namespace() {
 // The rendered command line against the real operator binary
 // ---------------------------------------------------------------------------------------------
 
-/// The `watchpool-operator` binary of this build (same target directory and profile as this
-/// test), built or refreshed with cargo first.
+/// The `watchpool-operator` binary of this build (built first when missing or stale).
 fn operator_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    // <target>/<profile>/deps/chart-<hash>
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "watchpool-operator",
-            "--bin",
-            "watchpool-operator",
-        ])
-        .current_dir(tools::workspace_root());
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        build.arg("--release");
-    }
-    let status = build.status().expect("cargo starts");
-    assert!(status.success(), "cargo build -p watchpool-operator failed");
-    let binary = profile_dir.join("watchpool-operator");
-    assert!(binary.is_file(), "{} exists", binary.display());
-    binary
+    watchpool_e2e::operator::binary().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Runs the operator with `args` and the pod's environment but no reachable cluster: a
