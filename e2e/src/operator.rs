@@ -48,6 +48,19 @@ pub enum OperatorError {
     /// A wait did not succeed in time.
     #[error(transparent)]
     Wait(#[from] WaitTimeout),
+    /// The process exited before it was ready.
+    #[error("the operator exited before it was ready; last log lines:\n{log}")]
+    Exited { log: String },
+}
+
+/// True when process `pid` is gone or a zombie waiting to be reaped.
+fn has_exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
+    }
 }
 
 /// How to start the operator. `Default` gives short intervals suited to tests.
@@ -345,23 +358,32 @@ impl Operator {
         self.admin_get("/metrics").await
     }
 
-    /// Waits until `/readyz` answers 200.
+    /// Waits until `/readyz` answers 200; fails at once when the process exits.
     pub async fn wait_ready(&self, deadline: Duration) -> Result<Duration, OperatorError> {
         let admin = self.admin;
-        let (_, took) = wait::until(
+        let pid = self.pid;
+        let (outcome, took) = wait::until(
             "the operator's /readyz to answer 200",
             deadline,
             Duration::from_millis(100),
             || async move {
+                if has_exited(pid) {
+                    return Poll::Ready(Err(()));
+                }
                 match http::get(admin, "/readyz", Duration::from_secs(2)).await {
-                    Ok(r) if r.status == 200 => Poll::Ready(()),
+                    Ok(r) if r.status == 200 => Poll::Ready(Ok(())),
                     Ok(r) => Poll::Pending(format!("{} {}", r.status, r.body.trim())),
                     Err(e) => Poll::Pending(e.to_string()),
                 }
             },
         )
         .await?;
-        Ok(took)
+        match outcome {
+            Ok(()) => Ok(took),
+            Err(()) => Err(OperatorError::Exited {
+                log: self.log_tail(20),
+            }),
+        }
     }
 
     /// True while the process has not exited.
