@@ -96,6 +96,13 @@ pub enum Fault {
         #[serde(default)]
         after_ms: u64,
     },
+    /// Abort matching watches with a TCP reset (RST, no terminating chunk), open ones and new
+    /// ones, `after_ms` after the fault reaches them.
+    ResetWatches {
+        /// Delay before the reset.
+        #[serde(default)]
+        after_ms: u64,
+    },
     /// End matching watches cleanly (terminating chunk), as at a timeout.
     CloseWatches {
         /// Delay before the close.
@@ -237,6 +244,7 @@ impl Fault {
     pub fn name(&self) -> &'static str {
         match self {
             Fault::DropWatches { .. } => "drop_watches",
+            Fault::ResetWatches { .. } => "reset_watches",
             Fault::CloseWatches { .. } => "close_watches",
             Fault::StallWatches { .. } => "stall_watches",
             Fault::WatchError { .. } => "watch_error",
@@ -265,6 +273,7 @@ impl Fault {
         matches!(
             self,
             Fault::DropWatches { .. }
+                | Fault::ResetWatches { .. }
                 | Fault::CloseWatches { .. }
                 | Fault::StallWatches { .. }
                 | Fault::WatchError { .. }

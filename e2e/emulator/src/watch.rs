@@ -109,6 +109,7 @@ enum End {
     Client,
     Timeout,
     Dropped,
+    Reset,
     Closed,
     Error,
     SlowConsumer,
@@ -120,6 +121,7 @@ impl End {
             End::Client => "client",
             End::Timeout => "timeout",
             End::Dropped => "dropped",
+            End::Reset => "reset",
             End::Closed => "closed",
             End::Error => "error",
             End::SlowConsumer => "slow_consumer",
@@ -132,7 +134,7 @@ struct State {
     processed_rv: u64,
     applied: Vec<FaultId>,
     pending: VecDeque<Bytes>,
-    drop_at: Option<(Instant, bool)>,
+    drop_at: Option<(Instant, End)>,
     stalled: bool,
     stall_until: Option<Instant>,
     close_after_pending: bool,
@@ -203,10 +205,13 @@ impl WatchTask {
             let now = Instant::now();
             match fault {
                 Fault::DropWatches { after_ms } => {
-                    st.drop_at = Some((now + bounded_ms(after_ms), true))
+                    st.drop_at = Some((now + bounded_ms(after_ms), End::Dropped))
+                }
+                Fault::ResetWatches { after_ms } => {
+                    st.drop_at = Some((now + bounded_ms(after_ms), End::Reset))
                 }
                 Fault::CloseWatches { after_ms } => {
-                    st.drop_at = Some((now + bounded_ms(after_ms), false))
+                    st.drop_at = Some((now + bounded_ms(after_ms), End::Closed))
                 }
                 Fault::StallWatches { secs } => {
                     st.stalled = true;
@@ -277,9 +282,9 @@ impl WatchTask {
             endless: false,
         };
         let end = self.stream(&mut st, &mut faults_rx, seq).await;
-        if matches!(end, End::Dropped) {
-            // No terminating chunk, and a TCP reset rather than a FIN.
-            if let Some(reset) = &self.reset {
+        if matches!(end, End::Dropped | End::Reset) {
+            // No terminating chunk; for a reset, an RST rather than a FIN.
+            if let (End::Reset, Some(reset)) = (&end, &self.reset) {
                 reset.request();
             }
             let _ = self.tx.send(Err(StreamAbort)).await;
@@ -378,7 +383,7 @@ impl WatchTask {
                 }
             }
             let quiet = st.stalled || st.drip.is_some();
-            let drop_at = st.drop_at.map(|(t, _)| t).unwrap_or(far);
+            let drop_at = st.drop_at.as_ref().map_or(far, |(t, _)| *t);
             let stall_until = st.stall_until.unwrap_or(far);
             tokio::select! {
                 biased;
@@ -389,8 +394,7 @@ impl WatchTask {
                     }
                 }
                 _ = sleep_until(drop_at), if st.drop_at.is_some() => {
-                    let abort = st.drop_at.is_some_and(|(_, a)| a);
-                    return if abort { End::Dropped } else { End::Closed };
+                    return st.drop_at.take().map_or(End::Closed, |(_, how)| how);
                 }
                 _ = sleep_until(stall_until), if st.stalled && st.stall_until.is_some() => {
                     st.stalled = false;

@@ -1099,11 +1099,11 @@ async fn forbidden_list_is_surfaced_and_retried_by_the_watcher() {
 }
 
 #[tokio::test]
-async fn dropped_watch_ends_with_a_tcp_reset() {
+async fn reset_watches_ends_the_connection_with_a_tcp_reset() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (emu, _client) = start().await;
     emu.faults()
-        .add(FaultSpec::new(Fault::DropWatches { after_ms: 200 }).count(1));
+        .add(FaultSpec::new(Fault::ResetWatches { after_ms: 200 }).count(1));
     let mut s = tokio::net::TcpStream::connect(emu.addr()).await.unwrap();
     s.write_all(
         b"GET /api/v1/namespaces/default/configmaps?watch=true HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -1162,4 +1162,26 @@ async fn withheld_response_is_released_when_its_fault_is_removed() {
         .unwrap()
         .unwrap();
     assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn reset_watches_make_the_watcher_resume_without_relisting() {
+    let (emu, client) = start().await;
+    let w = reflect(client, watcher::Config::default()).await;
+    wait_until("watch open", Duration::from_secs(5), || {
+        watches(&emu).len() == 1
+    })
+    .await;
+    emu.faults()
+        .add(FaultSpec::new(Fault::ResetWatches { after_ms: 0 }).count(1));
+    wait_until("second watch", Duration::from_secs(10), || {
+        watches(&emu).len() >= 2
+    })
+    .await;
+    emu.create(cm("after-reset")).unwrap();
+    sees(&w, "after-reset").await;
+    let ws = watches(&emu);
+    assert_eq!(ws[0].watch_end.as_deref(), Some("reset"));
+    assert!(rv_param(&ws[1]).is_some_and(|rv| !rv.is_empty() && rv != "0"));
+    assert_eq!(lists(&emu), 1);
 }
