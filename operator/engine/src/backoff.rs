@@ -1,10 +1,12 @@
 //! Per-target exponential backoff with jitter, a floor and a reset rule.
 //!
 //! Each target watcher owns its own [`Backoff`]: a failure of one target never delays another.
-//! The delay after the `n`-th consecutive failure is `initial * factor^(n-1)`, capped at `max`,
-//! then jittered downwards: with jitter `j` it is drawn uniformly from `[d*(1-j), d]`, so it
-//! never exceeds `max` and many watches that failed together spread out. No delay is ever
-//! shorter than [`MIN_DELAY`]: a retry loop cannot spin, whatever the configuration.
+//! The delay after the `n`-th consecutive failure is `d = initial * factor^(n-1)` jittered
+//! downwards — with jitter `j` it is drawn uniformly from `[d*(1-j), d]`, so many watches that
+//! failed together spread out — and then capped at `max`. Because the cap comes after the
+//! jitter, a target whose exponential has grown past `max/(1-j)` waits exactly `max`: during a
+//! long outage it asks once per `max`, not more often. No delay is ever shorter than
+//! [`MIN_DELAY`]: a retry loop cannot spin, whatever the configuration.
 //!
 //! Unlike kube-runtime's `default_backoff`, which starts again from its initial delay as soon as
 //! anything succeeds (so during a long outage a successful relist attempt keeps it near one
@@ -73,14 +75,23 @@ impl Backoff {
     /// attempt: the jittered delay of [`Backoff::nominal_delay`], never below [`MIN_DELAY`].
     pub fn next_delay(&mut self) -> Duration {
         self.failures = self.failures.saturating_add(1);
-        let nominal = self.nominal_delay(self.failures);
         let jitter = clamp_unit(self.config.jitter);
-        let delay = if jitter > 0.0 {
-            // `random::<f64>()` is in [0, 1): the delay is in (d*(1-j), d].
-            let draw: f64 = self.rng.random();
-            nominal.mul_f64(1.0 - jitter * draw)
+        // `random::<f64>()` is in [0, 1): the factor is in (1-j, 1].
+        let draw = if jitter > 0.0 {
+            1.0 - jitter * self.rng.random::<f64>()
         } else {
-            nominal
+            1.0
+        };
+        // Jitter applies to the uncapped exponential, then the cap: while it is below `max`
+        // the delay is in (d(1-j), d]; once it has grown past max/(1-j) every delay is `max`,
+        // so a target that has converged asks exactly once per `max` (FAULTS.md row 12), and
+        // the phases its earlier, jittered delays gave it keep targets apart.
+        let max = self.config.max;
+        let seconds = self.raw_delay_secs(self.failures) * draw;
+        let delay = if !seconds.is_finite() || seconds >= max.as_secs_f64() {
+            max
+        } else {
+            Duration::try_from_secs_f64(seconds).map_or(max, |d| d.min(max))
         };
         delay.max(MIN_DELAY)
     }
@@ -98,11 +109,19 @@ impl Backoff {
         if failures == 0 {
             return Duration::ZERO;
         }
+        let max = self.config.max;
+        let seconds = self.raw_delay_secs(failures);
+        if !seconds.is_finite() || seconds >= max.as_secs_f64() {
+            max
+        } else {
+            Duration::try_from_secs_f64(seconds).map_or(max, |d| d.min(max))
+        }
+    }
+
+    /// `initial * factor^(failures-1)` in seconds, before the cap (may be infinite).
+    fn raw_delay_secs(&self, failures: u32) -> f64 {
         let BackoffConfig {
-            initial,
-            max,
-            factor,
-            ..
+            initial, factor, ..
         } = self.config;
         // NaN and factors below 1 compare false: they mean "no growth".
         let factor = if factor >= 1.0 {
@@ -110,13 +129,8 @@ impl Backoff {
         } else {
             1.0
         };
-        let exponent = i32::try_from(failures - 1).unwrap_or(i32::MAX);
-        let seconds = initial.as_secs_f64() * factor.powi(exponent);
-        if !seconds.is_finite() || seconds >= max.as_secs_f64() {
-            max
-        } else {
-            Duration::try_from_secs_f64(seconds).map_or(max, |d| d.min(max))
-        }
+        let exponent = i32::try_from(failures.saturating_sub(1)).unwrap_or(i32::MAX);
+        initial.as_secs_f64() * factor.powi(exponent)
     }
 
     /// Reports that the target has been healthy (watching, events or bookmarks flowing) for
@@ -168,9 +182,11 @@ mod tests {
 
     #[test]
     fn jittered_delay_stays_within_its_band_and_varies() {
-        let cfg = config(1_000, 1_000, 2.0, 0.5);
-        let mut b = Backoff::with_seed(&cfg, 7);
-        let delays: Vec<Duration> = (0..200).map(|_| b.next_delay()).collect();
+        // The first delay of fresh targets: always within (d(1-j), d], and spread.
+        let cfg = config(1_000, 30_000, 2.0, 0.5);
+        let delays: Vec<Duration> = (0..200)
+            .map(|seed| Backoff::with_seed(&cfg, seed).next_delay())
+            .collect();
         assert!(
             delays
                 .iter()
@@ -181,6 +197,20 @@ mod tests {
             distinct.len() > 100,
             "jitter spreads delays: {}",
             distinct.len()
+        );
+    }
+
+    #[test]
+    fn converged_backoff_waits_exactly_max_so_one_request_per_max() {
+        // Once the exponential has grown past max/(1-j), jitter can no longer pull a delay
+        // below the cap: a persistent outage costs one request per `max`, not more.
+        let cfg = config(100, 1_000, 2.0, 0.5);
+        let mut b = Backoff::with_seed(&cfg, 3);
+        let delays: Vec<Duration> = (0..40).map(|_| b.next_delay()).collect();
+        assert!(delays[..4].iter().all(|d| *d < Duration::from_secs(1)));
+        assert!(
+            delays[6..].iter().all(|d| *d == Duration::from_secs(1)),
+            "{delays:?}"
         );
     }
 
