@@ -52,7 +52,23 @@ impl ChildProc {
             Side::Peer => "peer-child",
         };
         let json = serde_json::to_string(spec).map_err(BenchError::Json)?;
-        let mut child = Command::new(exe)
+        // A profiler can wrap one side: `WATCHPOOL_BENCH_WRAP_POOL="valgrind --tool=callgrind"`.
+        let wrap_var = match spec.side {
+            Side::Pool => "WATCHPOOL_BENCH_WRAP_POOL",
+            Side::Peer => "WATCHPOOL_BENCH_WRAP_PEER",
+        };
+        let wrapper: Vec<String> = std::env::var(wrap_var)
+            .map(|w| w.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default();
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        let mut child = command
             .arg(sub)
             .arg("--spec")
             .arg(json)

@@ -174,6 +174,8 @@ pub async fn run(opts: &ScaleOpts) -> Result<ScaleResult, BenchError> {
     let kubeconfig = dir.join("kubeconfig");
     emu.write_kubeconfig(&kubeconfig)
         .map_err(BenchError::Emulator)?;
+    let log_path = dir.join("operator.log");
+    let log = std::fs::File::create(&log_path).map_err(BenchError::Io)?;
     let started = Instant::now();
     let mut child = Command::new(&opts.operator)
         .args([
@@ -189,7 +191,7 @@ pub async fn run(opts: &ScaleOpts) -> Result<ScaleResult, BenchError> {
         .env("POD_NAMESPACE", OPERATOR_NS)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(log))
         .kill_on_drop(true)
         .spawn()
         .map_err(BenchError::Io)?;
@@ -216,7 +218,11 @@ pub async fn run(opts: &ScaleOpts) -> Result<ScaleResult, BenchError> {
             break;
         }
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(BenchError::Setup(format!("the operator exited: {status}")));
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: String = log.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
+            return Err(BenchError::Setup(format!(
+                "the operator exited: {status}; last log lines: {tail}"
+            )));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
