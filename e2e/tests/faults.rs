@@ -1479,14 +1479,28 @@ async fn row_21_slow_consumer_dropped_by_the_server_loses_nothing() -> TestResul
             .namespace(&ns)
             .count(1),
     );
-    // A burst from several writers at once.
-    let mut writers: Vec<_> = (0..4).map(|i| s.env.writer(&format!("burst{i}"))).collect();
-    let bursts = writers.iter_mut().map(|w| async move {
-        for _ in 0..15 {
-            w.churn().await;
+    judge::wait_target(
+        &s.env,
+        POLICY,
+        &ns,
+        "watching again on a stream with a 2-event buffer",
+        Duration::from_secs(10),
+        |t| t.reconnects >= 1 && t.state == TargetState::Watching,
+    )
+    .await?;
+    // A burst far faster than any client reads: 400 objects created and 100 deleted
+    // in-process, while a writer also churns through the API.
+    if let Some(emu) = s.env.emulator() {
+        for i in 0..400 {
+            emu.create(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": format!("burst-{i}"), "namespace": ns},
+                "data": {"seq": i.to_string()}}))?;
         }
-    });
-    futures::future::join_all(bursts).await;
+        for i in 0..100 {
+            emu.delete("v1", "ConfigMap", &ns, &format!("burst-{i}"))?;
+        }
+    }
+    s.writer.churn().await;
     let took = judge::wait_cache_matches(&s.env, &s.operator, POLICY, &ns, Duration::from_secs(20))
         .await?;
     s.figures.ms("detect_ms", took);
@@ -1496,6 +1510,11 @@ async fn row_21_slow_consumer_dropped_by_the_server_loses_nothing() -> TestResul
         .filter(|r| r.record.watch_end.as_deref() == Some("slow_consumer"))
         .count();
     s.figures.set("slow_consumer_drops", dropped);
+    assert!(
+        dropped >= 1,
+        "the server dropped the slow consumer at least once:\n{}",
+        describe(&during)
+    );
     judge_cpu(&mut s, &cpu);
     s.clear_faults();
     s.expect_recovery(start, RECOVERY).await?;
