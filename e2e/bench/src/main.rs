@@ -14,7 +14,9 @@ use clap::{Args, Parser, Subcommand};
 use watchpool_bench::BenchError;
 use watchpool_bench::driver::Bench;
 use watchpool_bench::report::{Section, Table, write_section};
-use watchpool_bench::scenarios::{budget, faults, idle, memory, recovery, scale, throughput};
+use watchpool_bench::scenarios::{
+    budget, decode, faults, idle, memory, recovery, scale, throughput,
+};
 
 /// Command line.
 #[derive(Parser, Debug)]
@@ -139,6 +141,13 @@ enum Cmd {
     Scale(ScaleArgs),
     /// §8 CPU budgets of 20m, 50m, 200m vs measured CPU.
     CpuBudget(BudgetArgs),
+    /// The profile behind the throughput figures: line splitting and decoding, engine code
+    /// as it is and as proposed.
+    Profile {
+        /// Lines decoded.
+        #[arg(long, default_value_t = 20_000)]
+        lines: usize,
+    },
     /// Everything, with the sizes (about 15 minutes).
     All,
     /// The cheap subset run in CI: throughput and memory on 2 000 objects, a 10 s outage.
@@ -210,9 +219,11 @@ fn run_parent(command: Cmd, out: Option<PathBuf>) -> Result<(), BenchError> {
             Cmd::Recovery(a) => emit(run_recovery(&bench, &a).await?),
             Cmd::Scale(a) => emit(run_scale(&bench, &a).await?),
             Cmd::CpuBudget(a) => emit(run_budget(&bench, &a).await?),
+            Cmd::Profile { lines } => emit(run_profile(lines)),
             Cmd::All => {
                 let started = std::time::Instant::now();
                 emit(run_throughput(&bench, &defaults::<ThroughputArgs>()).await?)?;
+                emit(run_profile(20_000))?;
                 emit(run_memory(&bench, &defaults::<MemoryArgs>()).await?)?;
                 emit(run_idle(&bench, &defaults::<IdleArgs>()).await?)?;
                 emit(run_storm(&bench, &defaults::<FaultArgs>()).await?)?;
@@ -440,4 +451,9 @@ async fn run_budget(bench: &Bench, a: &BudgetArgs) -> Result<Section, BenchError
             a.duration, a.writes_per_sec, a.watches
         ),
     ))
+}
+
+fn run_profile(lines: usize) -> Section {
+    let r = decode::run(lines);
+    decode::section(&r, &format!("{RUN} profile --lines {lines}"))
 }

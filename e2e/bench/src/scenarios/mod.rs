@@ -2,6 +2,7 @@
 //! runs watchpool and the peer against it in the same run, and returns a report section.
 
 pub mod budget;
+pub mod decode;
 pub mod faults;
 pub mod idle;
 pub mod memory;
