@@ -936,6 +936,8 @@ async fn watch_request(
         .query
         .non_empty("timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())
+        // 0 means "not set", as on a real server.
+        .filter(|t| *t > 0)
         .map(|t| crate::faults::bounded_ms(t.saturating_mul(1000)))
         .unwrap_or(shared.config.default_watch_timeout)
         .min(crate::faults::bounded_ms(u64::MAX));

@@ -518,3 +518,33 @@ async fn hundreds_of_concurrent_watches_each_receive_every_event_in_order() {
     let expected: Vec<String> = (0..20).map(|i| format!("fan{i:02}")).collect();
     assert!(results.iter().all(|names| *names == expected));
 }
+
+#[tokio::test]
+async fn timeout_seconds_zero_means_the_default_not_an_immediate_end() {
+    let (emu, _client) = start().await;
+    let addr = emu.addr();
+    let task = tokio::spawn(async move {
+        common::raw_exchange(
+            addr,
+            "GET",
+            "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=0",
+            &[],
+            None,
+            Duration::from_secs(30),
+        )
+        .await
+    });
+    wait_until("watch open", Duration::from_secs(5), || {
+        emu.stats().open_watches == 1
+    })
+    .await;
+    emu.create(cm("still-open", json!({}))).unwrap();
+    wait_until(
+        "event delivered to the open watch",
+        Duration::from_secs(5),
+        || emu.stats().open_watches == 1 && emu.requests()[0].watch_end.is_none(),
+    )
+    .await;
+    assert!(!task.is_finished());
+    task.abort();
+}
