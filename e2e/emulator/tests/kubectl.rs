@@ -991,6 +991,7 @@ fn every_fault_example_in_the_docs_is_a_valid_fault() {
     let known = fault_types();
     let documented = [
         "drop_watches",
+        "reset_watches",
         "close_watches",
         "stall_watches",
         "watch_error",
