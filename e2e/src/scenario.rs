@@ -189,17 +189,19 @@ impl Scenario {
 
     /// The standard end after a fault was cleared at `cleared`: the writer churns, the policy
     /// comes back to Ready=True / Watching within `deadline`, the cache equals a fresh list, and
-    /// fds/RSS return near the synced baseline. Records `recover_ms` (from `cleared`).
+    /// fds/RSS return near the synced baseline. Records and returns `recover_ms` (from
+    /// `cleared` to Ready with a matching cache).
     pub async fn expect_recovery(
         &mut self,
         cleared: Instant,
         deadline: Duration,
-    ) -> Result<(), EnvError> {
+    ) -> Result<Duration, EnvError> {
         self.writer.churn().await;
         let ns = self.env.namespace.clone();
         judge::wait_recovered(&self.env, POLICY, &ns, deadline).await?;
         judge::wait_cache_matches(&self.env, &self.operator, POLICY, &ns, deadline).await?;
-        self.figures.ms("recover_ms", cleared.elapsed());
+        let recovered = cleared.elapsed();
+        self.figures.ms("recover_ms", recovered);
         let after = judge::wait_no_leak(
             &self.operator,
             &self.baseline,
@@ -217,7 +219,7 @@ impl Scenario {
                     after.rss_bytes >> 10
                 ),
             );
-        Ok(())
+        Ok(recovered)
     }
 
     /// Deletes the policy, waits until it is gone, checks fds/RSS return near the operator's
