@@ -138,6 +138,9 @@ pub struct ChildSpec {
     /// reaches the pool `copies` times.
     #[serde(default = "one")]
     pub copies: usize,
+    /// Pool only: one target per namespace instead of one target listing every namespace.
+    #[serde(default)]
+    pub split_targets: bool,
 }
 
 fn one() -> usize {
@@ -157,6 +160,7 @@ impl ChildSpec {
             dynamic: false,
             knobs: Knobs::default(),
             copies: 1,
+            split_targets: false,
         }
     }
 
@@ -168,18 +172,7 @@ impl ChildSpec {
         let k = self.knobs;
         PolicyConfig {
             suspend: false,
-            targets: (0..self.copies.max(1))
-                .map(|i| TargetConfig {
-                    api_version: "v1".into(),
-                    group: String::new(),
-                    version: "v1".into(),
-                    kind: self.kind.name().into(),
-                    scope: NamespaceScope::Namespaces(namespaces.clone()),
-                    label_selector: None,
-                    field_selector: (self.copies > 1).then(|| format!("metadata.name!=copy-{i}")),
-                    metadata_only: self.metadata_only,
-                })
-                .collect(),
+            targets: self.targets(&namespaces),
             timeouts: TimeoutsConfig {
                 watch: Duration::from_secs(k.watch_secs),
                 idle: Duration::from_millis(k.idle_ms),
@@ -197,6 +190,32 @@ impl ChildSpec {
                 ..LimitsConfig::default()
             },
         }
+    }
+}
+
+impl ChildSpec {
+    fn targets(&self, namespaces: &[String]) -> Vec<TargetConfig> {
+        let scopes: Vec<Vec<String>> = if self.split_targets {
+            namespaces.iter().map(|ns| vec![ns.clone()]).collect()
+        } else {
+            vec![namespaces.to_vec()]
+        };
+        let mut targets = Vec::new();
+        for scope in scopes {
+            for i in 0..self.copies.max(1) {
+                targets.push(TargetConfig {
+                    api_version: "v1".into(),
+                    group: String::new(),
+                    version: "v1".into(),
+                    kind: self.kind.name().into(),
+                    scope: NamespaceScope::Namespaces(scope.clone()),
+                    label_selector: None,
+                    field_selector: (self.copies > 1).then(|| format!("metadata.name!=copy-{i}")),
+                    metadata_only: self.metadata_only,
+                });
+            }
+        }
+        targets
     }
 }
 

@@ -70,6 +70,9 @@ struct FaultArgs {
     /// Fault length in seconds (default: 60 for the storm, 300 for the outage).
     #[arg(long)]
     duration: Option<u64>,
+    /// watchpool: one target per namespace instead of one target listing them all.
+    #[arg(long)]
+    split_targets: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -262,6 +265,7 @@ fn run_parent(command: Cmd, out: Option<PathBuf>) -> Result<(), BenchError> {
                         &FaultArgs {
                             watches: Some(5),
                             duration: Some(10),
+                            split_targets: false,
                         },
                     )
                     .await?,
@@ -363,6 +367,7 @@ fn fault_opts(base: faults::FaultOpts, a: &FaultArgs) -> faults::FaultOpts {
     faults::FaultOpts {
         watches: a.watches.unwrap_or(base.watches),
         duration: a.duration.map_or(base.duration, Duration::from_secs),
+        split_targets: a.split_targets,
         ..base
     }
 }
@@ -373,9 +378,14 @@ async fn run_storm(bench: &Bench, a: &FaultArgs) -> Result<Section, BenchError> 
     Ok(faults::storm_section(
         &r,
         &format!(
-            "{RUN} reset-storm --watches {} --duration {}",
+            "{RUN} reset-storm --watches {} --duration {}{}",
             opts.watches,
-            opts.duration.as_secs()
+            opts.duration.as_secs(),
+            if opts.split_targets {
+                " --split-targets"
+            } else {
+                ""
+            }
         ),
     ))
 }

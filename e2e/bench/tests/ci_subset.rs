@@ -66,6 +66,7 @@ async fn pool_sends_no_more_requests_than_the_peer_during_an_outage() {
         watches: 5,
         duration: Duration::from_secs(10),
         objects: 3,
+        split_targets: false,
     };
     let r = faults::outage(&bench(), &opts).await.unwrap();
     assert!(r.peer_total > 0.0, "the peer retried at all: {r:?}");

@@ -25,6 +25,8 @@ pub struct FaultOpts {
     pub duration: Duration,
     /// ConfigMaps per namespace.
     pub objects: usize,
+    /// watchpool: one target per namespace instead of one target listing them all.
+    pub split_targets: bool,
 }
 
 impl FaultOpts {
@@ -34,6 +36,7 @@ impl FaultOpts {
             watches: 100,
             duration: Duration::from_secs(60),
             objects: 5,
+            split_targets: false,
         }
     }
 
@@ -43,6 +46,7 @@ impl FaultOpts {
             watches: 10,
             duration: Duration::from_secs(300),
             objects: 5,
+            split_targets: false,
         }
     }
 }
@@ -71,6 +75,8 @@ pub struct StormResult {
     pub window_s: f64,
     /// Watches per side.
     pub watches: usize,
+    /// watchpool ran one target per namespace.
+    pub split_targets: bool,
 }
 
 /// Starts both sides on `watches` namespaces each and waits until they are synced.
@@ -92,6 +98,7 @@ async fn start_sides(
         }
         let mut spec = ChildSpec::new(side, &emu.url(), kind, namespaces);
         spec.knobs = knobs;
+        spec.split_targets = opts.split_targets;
         let mut child = bench.spawn(&spec).await?;
         child
             .wait_synced(opts.watches as u64, None, Duration::from_secs(120))
@@ -148,14 +155,21 @@ pub async fn storm(bench: &Bench, opts: &FaultOpts) -> Result<StormResult, Bench
         peer: peer_req,
         window_s,
         watches: opts.watches,
+        split_targets: opts.split_targets,
     })
 }
 
 /// The reset storm's report section.
 pub fn storm_section(r: &StormResult, command: &str) -> Section {
     let mut t = Table::comparison(&format!(
-        "Reset storm: {} watches per side, every watch connection reset 1 s after it opens, {:.0} s",
-        r.watches, r.window_s
+        "Reset storm: {} watches per side, every watch connection reset 1 s after it opens, {:.0} s{}",
+        r.watches,
+        r.window_s,
+        if r.split_targets {
+            " (watchpool: one target per namespace)"
+        } else {
+            ""
+        }
     ));
     let per_min = |n: u64| n as f64 / r.watches as f64 / (r.window_s / 60.0);
     let core = |s: f64| s / r.window_s;
@@ -185,7 +199,11 @@ pub fn storm_section(r: &StormResult, command: &str) -> Section {
     ]);
     t.note("Fault: the emulator's `drop_watches` with `after_ms: 1000` on every ConfigMap watch (a TCP-level abort, no terminating chunk), in force for the whole window. watchpool: one pool of one target over the namespaces, policy defaults (backoff 800ms → 30s, jitter 0.5, resetAfter 2m, CPU budget 100m); peer: one kube-runtime `watcher()` with `default_backoff()` per namespace, in one process.");
     Section {
-        id: "reset-storm".into(),
+        id: if r.split_targets {
+            "reset-storm-split".into()
+        } else {
+            "reset-storm".into()
+        },
         tables: vec![t],
         command: command.into(),
     }
