@@ -315,9 +315,17 @@ async fn binary_prints_its_url_first_serves_the_kubeconfig_and_stops_on_sigterm(
     let dir = std::env::temp_dir().join(format!("kube-emulator-bin-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("kubeconfig");
+    let faults = dir.join("faults.json");
+    std::fs::write(
+        &faults,
+        r#"[{"type":"http_error","code":500,"verbs":["list"],"count":1}]"#,
+    )
+    .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_kube-emulator"))
         .args(["--listen", "127.0.0.1:0", "--kubeconfig"])
         .arg(&kubeconfig)
+        .arg("--faults")
+        .arg(&faults)
         .args(["--bookmark-interval", "500ms"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -341,6 +349,10 @@ async fn binary_prints_its_url_first_serves_the_kubeconfig_and_stops_on_sigterm(
     assert_eq!(config.default_namespace, "default");
     let client = Client::try_from(config).unwrap();
     let api: Api<ConfigMap> = Api::default_namespaced(client);
+    match api.list(&ListParams::default()).await.unwrap_err() {
+        kube::Error::Api(st) => assert_eq!(st.code, 500, "the --faults file was loaded"),
+        other => panic!("{other:?}"),
+    }
     assert!(
         api.list(&ListParams::default())
             .await
