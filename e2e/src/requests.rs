@@ -42,7 +42,15 @@ impl WatchRequest {
             || !r.faults.is_empty()
             || matches!(
                 r.watch_end.as_deref(),
-                Some("dropped" | "error" | "expired" | "empty" | "slow_consumer" | "shutdown")
+                Some(
+                    "dropped"
+                        | "reset"
+                        | "error"
+                        | "expired"
+                        | "empty"
+                        | "slow_consumer"
+                        | "shutdown"
+                )
             )
     }
 

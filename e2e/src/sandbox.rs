@@ -148,7 +148,29 @@ impl Summary {
             "every cache matched the server: {}\n",
             if self.all_matched() { "yes" } else { "no" }
         ));
+        out.push_str(&format!("{}\n", self.line()));
         out
+    }
+
+    /// The summary as one `key=value` line for scripts:
+    /// `summary: faults=4 writes=240 reconnects=27 relists=8 recover_ms=7000 cpu_ms=370
+    /// cpu_pct=2.5 caches=9/9 matched=yes`.
+    pub fn line(&self) -> String {
+        format!(
+            "summary: faults={} writes={} reconnects={} relists={} recover_ms={} cpu_ms={} cpu_pct={:.1} caches={}/{} matched={}",
+            self.faults.values().sum::<u64>(),
+            self.writes,
+            self.reconnects,
+            self.relists,
+            self.recover
+                .map(|d| d.as_millis().to_string())
+                .unwrap_or_else(|| "none".into()),
+            self.cpu.as_millis(),
+            self.cpu_pct,
+            self.matched,
+            self.watches,
+            if self.all_matched() { "yes" } else { "no" }
+        )
     }
 }
 
@@ -610,7 +632,7 @@ pub async fn run(
                     let open = emu.stats().open_watches.max(1);
                     inject(
                         "reset",
-                        kube_emulator::FaultSpec::new(kube_emulator::Fault::DropWatches {
+                        kube_emulator::FaultSpec::new(kube_emulator::Fault::ResetWatches {
                             after_ms: 0,
                         })
                         .count(open),

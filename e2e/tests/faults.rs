@@ -307,7 +307,7 @@ async fn row_03_tcp_reset_resumes_from_same_rv_after_one_backoff_step_without_re
         .unwrap()
         .clone();
     s.add_fault(
-        FaultSpec::new(Fault::DropWatches { after_ms: 0 })
+        FaultSpec::new(Fault::ResetWatches { after_ms: 0 })
             .resource("configmaps")
             .namespace(&ns)
             .count(1),
@@ -335,7 +335,7 @@ async fn row_03_tcp_reset_resumes_from_same_rv_after_one_backoff_step_without_re
     );
     let dropped = during
         .iter()
-        .position(|r| r.record.watch_end.as_deref() == Some("dropped"));
+        .position(|r| r.record.watch_end.as_deref() == Some("reset"));
     let dropped = dropped.expect("the reset is in the request log");
     let next = during.get(dropped + 1).expect("a re-watch after the reset");
     assert!(

@@ -37,12 +37,7 @@ async fn sandbox_short_run_injects_faults_and_every_cache_matches_the_server() {
         out.status.success(),
         "the sandbox failed:\n{stdout}\n{stderr}"
     );
-    for line in stdout.lines().filter(|l| {
-        l.starts_with("faults injected")
-            || l.starts_with("time to recover")
-            || l.starts_with("operator CPU")
-            || l.starts_with("caches vs server")
-    }) {
+    if let Some(line) = stdout.lines().find_map(|l| l.strip_prefix("summary: ")) {
         println!("E2E-FIGURES row=sandbox {line}");
     }
     assert!(
