@@ -578,6 +578,7 @@ pub async fn run(
     tokio::pin!(stop);
     let mut interrupted = false;
     let mut converged_at: Option<Instant> = None;
+    let mut next_check = Duration::ZERO;
     loop {
         tokio::select! {
             _ = &mut stop => { interrupted = true; break; }
@@ -658,19 +659,33 @@ pub async fn run(
             print!("{}", render_table(&policies(&emu), &header));
             let _ = std::io::stdout().flush();
         }
-        if !running {
-            // Converge: every policy Ready and every cache equal to the server.
+        // Once the faults are over: the first moment every policy is Ready and every cache
+        // equals the server (checked every second) is the recovery; the run ends when that
+        // holds after `duration`.
+        if t >= faults_until && (converged_at.is_none() || !running) && t >= next_check {
+            next_check = t + Duration::from_secs(1);
             let all = policies(&emu);
-            if !all.is_empty() && all.iter().all(ready) {
+            let converged = !all.is_empty() && all.iter().all(ready) && {
                 let (matched, total, _) = compare_caches(&client, &operator, &all).await;
-                if total > 0 && matched == total {
+                total > 0 && matched == total
+            };
+            if converged {
+                if converged_at.is_none() {
                     converged_at = Some(Instant::now());
+                    println!(
+                        "t={:>5.1}s  recovered: every policy Ready, every cache matches",
+                        t.as_secs_f64()
+                    );
+                }
+                if !running {
                     break;
                 }
+            } else if !running {
+                converged_at = None;
             }
-            if t > options.duration + Duration::from_secs(30) {
-                break;
-            }
+        }
+        if !running && t > options.duration + Duration::from_secs(30) {
+            break;
         }
     }
     if interrupted {
