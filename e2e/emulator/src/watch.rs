@@ -129,6 +129,16 @@ impl End {
     }
 }
 
+/// What a stream owes its client before live events.
+enum Backlog {
+    /// A synthetic ADDED event.
+    Initial(Arc<Value>),
+    /// The `k8s.io/initial-events-end` bookmark of a WatchList.
+    EndBookmark,
+    /// A logged event after the requested resourceVersion.
+    Replay(Arc<Event>),
+}
+
 struct State {
     sent_events: u64,
     processed_rv: u64,
@@ -309,35 +319,18 @@ impl WatchTask {
         seq: u64,
     ) -> End {
         self.check_faults(st, seq);
-        // Initial state or replay.
-        let initial = std::mem::take(&mut self.start.initial);
-        for obj in &initial {
-            if st.stalled || st.drip.is_some() {
-                break;
-            }
-            let line = self.line_for(EventType::Added, None, obj);
-            if !self.send(line).await {
-                return End::Client;
-            }
-            st.sent_events += 1;
-        }
-        if self.initial_events_end {
-            let line = bookmark_line(&self.res, self.start.start_rv, true, None);
-            if !self.send(line).await {
-                return End::Client;
-            }
-            st.sent_events += 1;
-        }
-        let replay = std::mem::take(&mut self.start.replay);
-        for ev in &replay {
-            st.processed_rv = ev.rv;
-            if let Some(line) = self.filter(ev) {
-                if !self.send(line).await {
-                    return End::Client;
-                }
-                st.sent_events += 1;
-            }
-        }
+        // Initial state (and the WatchList end bookmark) or replay: sent once the stream is not
+        // stalled or dripping.
+        let mut backlog: VecDeque<Backlog> = std::mem::take(&mut self.start.initial)
+            .into_iter()
+            .map(Backlog::Initial)
+            .chain(self.initial_events_end.then_some(Backlog::EndBookmark))
+            .chain(
+                std::mem::take(&mut self.start.replay)
+                    .into_iter()
+                    .map(Backlog::Replay),
+            )
+            .collect();
         let deadline = Instant::now() + self.timeout;
         let interval = self
             .bookmark_interval
@@ -383,6 +376,27 @@ impl WatchTask {
                 }
             }
             let quiet = st.stalled || st.drip.is_some();
+            if !quiet && !backlog.is_empty() {
+                while let Some(item) = backlog.pop_front() {
+                    let line = match item {
+                        Backlog::Initial(obj) => Some(self.line_for(EventType::Added, None, &obj)),
+                        Backlog::EndBookmark => {
+                            Some(bookmark_line(&self.res, self.start.start_rv, true, None))
+                        }
+                        Backlog::Replay(ev) => {
+                            st.processed_rv = ev.rv;
+                            self.filter(&ev)
+                        }
+                    };
+                    if let Some(line) = line {
+                        if !self.send(line).await {
+                            return End::Client;
+                        }
+                        st.sent_events += 1;
+                    }
+                }
+                continue;
+            }
             let drop_at = st.drop_at.as_ref().map_or(far, |(t, _)| *t);
             let stall_until = st.stall_until.unwrap_or(far);
             tokio::select! {

@@ -1185,3 +1185,24 @@ async fn reset_watches_make_the_watcher_resume_without_relisting() {
     assert!(rv_param(&ws[1]).is_some_and(|rv| !rv.is_empty() && rv != "0"));
     assert_eq!(lists(&emu), 1);
 }
+
+#[tokio::test]
+async fn a_watch_stalled_from_its_start_still_sends_its_initial_events_afterwards() {
+    let (emu, _client) = start().await;
+    emu.create(cm("i1")).unwrap();
+    emu.create(cm("i2")).unwrap();
+    emu.faults()
+        .add(FaultSpec::new(Fault::StallWatches { secs: Some(0.3) }).count(1));
+    let (raw, _) = raw_exchange(
+        emu.addr(),
+        "GET",
+        "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1",
+        &[],
+        None,
+        Duration::from_secs(5),
+    )
+    .await;
+    let body = String::from_utf8(parse_response(&raw).2).unwrap();
+    assert_eq!(body.matches("\"ADDED\"").count(), 2, "{body}");
+    assert!(body.contains("\"i1\"") && body.contains("\"i2\""));
+}
