@@ -124,6 +124,12 @@ struct BudgetArgs {
     /// Watches of the namespace per pool.
     #[arg(long, default_value_t = 20)]
     watches: usize,
+    /// Budgets in millicores, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "20,50,200")]
+    budgets: Vec<u64>,
+    /// Size of each ConfigMap in bytes.
+    #[arg(long, default_value_t = 8192)]
+    size: usize,
 }
 
 #[derive(Subcommand, Debug)]
@@ -450,6 +456,8 @@ async fn run_budget(bench: &Bench, a: &BudgetArgs) -> Result<Section, BenchError
         duration: Duration::from_secs(a.duration),
         writes_per_sec: a.writes_per_sec,
         copies: a.watches,
+        budgets: a.budgets.clone(),
+        size: a.size,
         ..Default::default()
     };
     let r = budget::run(bench, &opts).await?;
@@ -457,8 +465,16 @@ async fn run_budget(bench: &Bench, a: &BudgetArgs) -> Result<Section, BenchError
         &opts,
         &r,
         &format!(
-            "{RUN} cpu-budget --duration {} --writes-per-sec {} --watches {}",
-            a.duration, a.writes_per_sec, a.watches
+            "{RUN} cpu-budget --duration {} --writes-per-sec {} --watches {} --budgets {} --size {}",
+            a.duration,
+            a.writes_per_sec,
+            a.watches,
+            a.budgets
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            a.size
         ),
     ))
 }

@@ -40,7 +40,7 @@ impl Default for BudgetOpts {
             reference: true,
             writes_per_sec: 400,
             copies: 20,
-            size: 2048,
+            size: 8192,
             warmup: Duration::from_secs(12),
             duration: Duration::from_secs(30),
         }
