@@ -91,8 +91,11 @@ pub struct Summary {
     pub reconnects: i64,
     /// Relists across all watches (from their status).
     pub relists: i64,
-    /// From the last fault to every policy Ready and every cache matching, if reached.
+    /// The longest recovery: from a fault to every policy Ready and every cache matching;
+    /// `None` when the last fault never recovered.
     pub recover: Option<Duration>,
+    /// Each recovery, in order (faults close together share one).
+    pub recoveries: Vec<Duration>,
     /// CPU time the operator used.
     pub cpu: Duration,
     /// Its average over the run, percent of one core.
@@ -129,8 +132,17 @@ impl Summary {
         out.push_str(&format!(
             "time to recover:     {}\n",
             self.recover
-                .map(|d| format!("{:.1}s after the last fault", d.as_secs_f64()))
-                .unwrap_or_else(|| "not recovered".into())
+                .map(|d| format!(
+                    "at most {:.1}s after a fault ({} recoveries: {})",
+                    d.as_secs_f64(),
+                    self.recoveries.len(),
+                    self.recoveries
+                        .iter()
+                        .map(|r| format!("{:.1}s", r.as_secs_f64()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+                .unwrap_or_else(|| "not recovered from the last fault".into())
         ));
         out.push_str(&format!(
             "operator CPU:        {:.2}s ({:.2} % of one core on average)\n",
@@ -358,6 +370,15 @@ fn policies(emu: &kube_emulator::Emulator) -> Vec<WatchPolicy> {
         .collect()
 }
 
+/// Reconnects and relists across all policies: what moves when the operator reacts to a fault.
+fn disruptions(policies: &[WatchPolicy]) -> i64 {
+    policies
+        .iter()
+        .filter_map(|p| p.status.as_ref())
+        .map(|s| s.reconnects + s.targets.iter().map(|t| t.relists).sum::<i64>())
+        .sum()
+}
+
 fn ready(p: &WatchPolicy) -> bool {
     crate::policy::is_ready(p)
 }
@@ -566,10 +587,18 @@ pub async fn run(
     let started = Instant::now();
     let cpu_start = operator.sample()?;
     let mut summary = Summary::default();
-    let mut last_fault: Option<Instant> = None;
-    let faults_until = options.duration.mul_f64(0.7);
-    let stall_at = options.duration.mul_f64(0.25);
-    let compact_at = options.duration.mul_f64(0.4);
+    // Resets at every multiple of the interval; the stall early, so that its detection (the
+    // policies' idle timeout) ends before the first reset cuts the stalled connection anyway;
+    // the compaction between two resets. Faults stop at 80 % of the run.
+    let faults_until = options.duration.mul_f64(0.8);
+    let stall_at = options
+        .fault_interval
+        .mul_f64(0.3)
+        .min(options.duration.mul_f64(0.2));
+    let compact_at = options
+        .fault_interval
+        .mul_f64(1.5)
+        .min(options.duration.mul_f64(0.6));
     let (mut stalled, mut compacted) = (false, false);
     let mut next_reset = options.fault_interval;
     let mut next_table = Duration::ZERO;
@@ -577,7 +606,8 @@ pub async fn run(
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tokio::pin!(stop);
     let mut interrupted = false;
-    let mut converged_at: Option<Instant> = None;
+    // The time of the oldest fault not yet recovered from, and the reconnects + relists then.
+    let mut pending: Option<(Instant, i64)> = None;
     let mut next_check = Duration::ZERO;
     loop {
         tokio::select! {
@@ -596,7 +626,9 @@ pub async fn run(
             let mut inject = |name: &str, spec: kube_emulator::FaultSpec| {
                 emu.faults().add(spec);
                 *summary.faults.entry(name.to_owned()).or_default() += 1;
-                last_fault = Some(Instant::now());
+                if pending.is_none() {
+                    pending = Some((Instant::now(), disruptions(&policies(&emu))));
+                }
                 println!("t={:>5.1}s  fault: {name}", t.as_secs_f64());
             };
             if t < faults_until {
@@ -659,29 +691,32 @@ pub async fn run(
             print!("{}", render_table(&policies(&emu), &header));
             let _ = std::io::stdout().flush();
         }
-        // Once the faults are over: the first moment every policy is Ready and every cache
-        // equals the server (checked every second) is the recovery; the run ends when that
-        // holds after `duration`.
-        if t >= faults_until && (converged_at.is_none() || !running) && t >= next_check {
+        // After a fault, the first moment every policy is Ready and every cache equals the
+        // server (checked every second) ends its recovery; after `duration`, the run ends as
+        // soon as that holds.
+        if (pending.is_some() || !running) && t >= next_check {
             next_check = t + Duration::from_secs(1);
             let all = policies(&emu);
-            let converged = !all.is_empty() && all.iter().all(ready) && {
+            // A fault counts as recovered once the operator has reacted to it (a reconnect or
+            // a relist since) and everything is back.
+            let reacted = pending.is_none_or(|(_, before)| disruptions(&all) > before);
+            let converged = reacted && !all.is_empty() && all.iter().all(ready) && {
                 let (matched, total, _) = compare_caches(&client, &operator, &all).await;
                 total > 0 && matched == total
             };
             if converged {
-                if converged_at.is_none() {
-                    converged_at = Some(Instant::now());
+                if let Some((since, _)) = pending.take() {
+                    let took = since.elapsed();
+                    summary.recoveries.push(took);
                     println!(
-                        "t={:>5.1}s  recovered: every policy Ready, every cache matches",
-                        t.as_secs_f64()
+                        "t={:>5.1}s  recovered in {:.1}s: every policy Ready, every cache matches",
+                        t.as_secs_f64(),
+                        took.as_secs_f64()
                     );
                 }
                 if !running {
                     break;
                 }
-            } else if !running {
-                converged_at = None;
             }
         }
         if !running && t > options.duration + Duration::from_secs(30) {
@@ -702,10 +737,10 @@ pub async fn run(
         summary.reconnects += status.reconnects;
         summary.relists += status.targets.iter().map(|t| t.relists).sum::<i64>();
     }
-    summary.recover = match (converged_at, last_fault) {
-        (Some(done), Some(fault)) => Some(done.duration_since(fault)),
-        (Some(_), None) => Some(Duration::ZERO),
-        _ => None,
+    summary.recover = if pending.is_some() {
+        None
+    } else {
+        Some(summary.recoveries.iter().copied().max().unwrap_or_default())
     };
     let end = operator.sample().unwrap_or(cpu_start);
     summary.cpu = end.cpu.saturating_sub(cpu_start.cpu);

@@ -16,7 +16,7 @@ async fn sandbox_short_run_injects_faults_and_every_cache_matches_the_server() {
             "--duration",
             "15s",
             "--fault-interval",
-            "4s",
+            "10s",
             "--objects",
             "40",
             "--refresh",
