@@ -88,6 +88,7 @@ mod tests {
             f.line(),
             "E2E-FIGURES row=4 detect_ms=3120 cpu_pct=0.4 requests=4"
         );
-        f.print();
+        // Not printed: a unit test's line must not mix with the scenarios' figures.
+        f.discard();
     }
 }
