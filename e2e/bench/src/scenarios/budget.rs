@@ -205,8 +205,14 @@ pub fn section(opts: &BudgetOpts, rows: &[BudgetRow], command: &str) -> Section 
         ]);
     }
     t.note("All pools run at once, each in its own process; the writer modifies each namespace's 20 ConfigMaps in turn. Process CPU is utime+stime of the whole child over the window, so it includes what the pool's meter does not count (the HTTP connection tasks reading the sockets, the runtime itself); the meter counts the pool's own tasks' thread CPU.");
+    let id = if opts.budgets == [20, 50, 200] {
+        "cpu-budget".to_string()
+    } else {
+        let list: Vec<String> = opts.budgets.iter().map(u64::to_string).collect();
+        format!("cpu-budget-{}", list.join("-"))
+    };
     Section {
-        id: "cpu-budget".into(),
+        id,
         tables: vec![t],
         command: command.into(),
     }
