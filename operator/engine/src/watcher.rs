@@ -466,7 +466,6 @@ impl Watcher {
             .map_err(Failure::from_request)?;
         let reconnect = self.watched_once;
         self.watched_once = true;
-        let recovered = self.consecutive_failures > 0;
         self.update(|h| {
             h.state = TargetState::Watching;
             h.connected_since = Some(SystemTime::now());
@@ -475,10 +474,6 @@ impl Watcher {
                 h.reconnects += 1;
             }
         });
-        if recovered && self.last_logged.is_some() {
-            tracing::info!(watch = %describe(&self.key), "watching again");
-            self.last_logged = None;
-        }
         let max_line = usize::try_from(settings.limits.max_event_size).unwrap_or(usize::MAX);
         let mut lines = BodyLines::new(response.into_body(), max_line);
         let result = self.read_stream(&mut lines, settings, started).await;
@@ -533,6 +528,7 @@ impl Watcher {
                     let lived = started.elapsed();
                     if events > 0 || lived >= HEALTHY_WATCH {
                         self.backoff.record_healthy(lived);
+                        self.log_recovered();
                         if lived < HEALTHY_WATCH {
                             // Healthy but short: pace re-watches to one per second.
                             tokio::time::sleep(HEALTHY_WATCH - lived).await;
@@ -630,7 +626,17 @@ impl Watcher {
                 self.consecutive_failures = 0;
                 self.failures_since_list = 0;
                 self.update(|h| h.consecutive_failures = 0);
+                self.log_recovered();
             }
+        }
+    }
+
+    /// Logs the end of a logged failure once the stream has proved healthy (an event, or a
+    /// healthy clean end) — not when a watch merely got its response headers, which an empty
+    /// watch does every time, so a sustained fault logs once, not once per attempt.
+    fn log_recovered(&mut self) {
+        if self.last_logged.take().is_some() {
+            tracing::info!(watch = %describe(&self.key), "watching again");
         }
     }
 
