@@ -157,7 +157,7 @@ enum Cmd {
         #[arg(long, default_value_t = 20_000)]
         lines: usize,
     },
-    /// Everything, with the sizes (about 15 minutes).
+    /// Everything, with the sizes (about 12 minutes).
     All,
     /// The cheap subset run in CI: throughput and memory on 2 000 objects, a 10 s outage.
     Ci,

@@ -250,9 +250,10 @@ pub fn section(r: &DecodeResult, command: &str) -> Section {
         format!("{} (`WatchEvent<ConfigMap>`)", f(r.decode_kube, 0)),
     ]);
     let now = r.split_engine + r.decode_engine;
-    let proposed = r.split_memchr + r.decode_one_pass;
+    // The proposal kept: memchr; the decode stays as it is unless the variant is faster.
+    let proposed = r.split_memchr + r.decode_one_pass.min(r.decode_engine);
     t.row(vec![
-        "both".into(),
+        "both (memchr, and the faster decode)".into(),
         f(now, 0),
         f(proposed, 0),
         format!("{:.0} %", (1.0 - proposed / now) * 100.0),
