@@ -197,7 +197,7 @@ pub fn storm_section(r: &StormResult, command: &str) -> Section {
         "no relist after a reset".into(),
         met(r.pool.lists == 0),
     ]);
-    t.note("Fault: the emulator's `drop_watches` with `after_ms: 1000` on every ConfigMap watch (a TCP-level abort, no terminating chunk), in force for the whole window. watchpool: one pool of one target over the namespaces, policy defaults (backoff 800ms → 30s, jitter 0.5, resetAfter 2m, CPU budget 100m); peer: one kube-runtime `watcher()` with `default_backoff()` per namespace, in one process.");
+    t.note(format!("Fault: the emulator's `drop_watches` with `after_ms: 1000` on every ConfigMap watch (a TCP-level abort, no terminating chunk), in force for the whole window. watchpool: one pool of {} over the namespaces, policy defaults (backoff 800ms → 30s, jitter 0.5, resetAfter 2m, CPU budget 100m); peer: one kube-runtime `watcher()` with `default_backoff()` per namespace, in one process.", if r.split_targets { "one target per namespace" } else { "one target" }));
     Section {
         id: if r.split_targets {
             "reset-storm-split".into()
