@@ -95,14 +95,22 @@ pub struct TestPolicy {
 
 impl TestPolicy {
     /// A policy `name` in `namespace` watching its own namespace's ConfigMaps, with
-    /// `idle: 3s`, `request: 2s`, `watch: 60s` and `backoff: {initial: 200ms, max: 2s}`.
+    /// `idle: 3s`, `request: 2s`, `watch: 60s` and `backoff: {initial: 200ms, max: 2s}`. On a
+    /// real cluster `idle` is `90s`: a real API server sends a bookmark only about once a
+    /// minute, so a quiet healthy watch would look idle after 3 s (the emulator's bookmarks
+    /// come every second).
     pub fn configmaps(name: &str, namespace: &str) -> Self {
+        let idle = if crate::env::Env::real_cluster() {
+            "90s"
+        } else {
+            "3s"
+        };
         Self {
             name: name.into(),
             namespace: namespace.into(),
             targets: vec![TestTarget::configmaps()],
             watch: "60s".into(),
-            idle: "3s".into(),
+            idle: idle.into(),
             request: "2s".into(),
             resync: "0s".into(),
             initial: "200ms".into(),
