@@ -24,6 +24,7 @@
 //!   failed attempt at `error` level, which would flood the log during an outage; the watcher
 //!   logs once per state change instead.
 
+use crate::guard::WatchGuardLayer;
 use std::error::Error as StdError;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -56,6 +57,11 @@ pub struct ClientOptions {
     pub response_headers_timeout: Duration,
     /// `User-Agent` of every request (unless the request sets its own).
     pub user_agent: String,
+    /// Delay a watch request that follows a failed or empty watch on the same path
+    /// ([`crate::guard::WatchGuardLayer`]). For clients used by code that does not back off
+    /// after an empty watch itself — kube-runtime's watcher under the operator's Controller.
+    /// Off by default: the engine's target watchers own their backoff. Default false.
+    pub watch_guard: bool,
 }
 
 impl Default for ClientOptions {
@@ -67,6 +73,7 @@ impl Default for ClientOptions {
             keepalive_retries: 3,
             response_headers_timeout: Duration::from_secs(60),
             user_agent: format!("watchpool/{}", env!("CARGO_PKG_VERSION")),
+            watch_guard: false,
         }
     }
 }
@@ -129,7 +136,13 @@ pub async fn build_client(
 
     let auth = config.auth_layer().map_err(ClientError::Config)?;
     let extra_headers = config.extra_headers_layer().map_err(ClientError::Config)?;
+    let guard = if options.watch_guard {
+        WatchGuardLayer::default()
+    } else {
+        WatchGuardLayer::disabled()
+    };
     let service = ServiceBuilder::new()
+        .layer(guard)
         .layer(TraceLayer)
         .layer(config.base_uri_layer())
         .option_layer(auth)

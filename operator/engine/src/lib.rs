@@ -9,6 +9,7 @@ pub mod crds;
 pub mod decode;
 pub mod discovery;
 pub mod event;
+pub mod guard;
 pub mod health;
 pub mod hub;
 pub mod pool;
