@@ -238,6 +238,9 @@ pub fn error_policy(policy: Arc<WatchPolicy>, error: &ReconcileError, ctx: Arc<C
     }
 }
 
+/// Server-side lifetime of each WatchPolicy watch request, in seconds.
+const OWN_WATCH_TIMEOUT_SECS: u32 = 20;
+
 /// 1 s after the first failure, doubling up to 5 minutes.
 pub fn retry_delay(consecutive_failures: u32) -> Duration {
     let exp = consecutive_failures.saturating_sub(1).min(9);
@@ -252,7 +255,14 @@ pub async fn run(
     synced: impl FnOnce() + Send + 'static,
 ) {
     let api: Api<WatchPolicy> = Api::all(ctx.client.clone());
-    let controller = Controller::new(api, watcher::Config::default().any_semantic());
+    // timeoutSeconds 20: kube-runtime gives up on a stream silent for timeout + 5 s, so a
+    // half-open connection under the operator's own watch is rebuilt within 25 s.
+    let controller = Controller::new(
+        api,
+        watcher::Config::default()
+            .any_semantic()
+            .timeout(OWN_WATCH_TIMEOUT_SECS),
+    );
     let store = controller.store();
     // The store's readiness signal wakes only its last waiter (the controller's own), so poll it.
     let sync_task = tokio::spawn(async move {

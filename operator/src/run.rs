@@ -123,6 +123,14 @@ async fn run_until_stopped(parts: RunParts, stop: CancellationToken) -> Result<(
     let client =
         watchpool_engine::client::infer(&watchpool_engine::client::ClientOptions::default())
             .await?;
+    // The operator's own WatchPolicy watch is kube-runtime's watcher, which re-watches at once
+    // after an empty watch: its client carries the watch guard (same hardening otherwise).
+    let controller_client =
+        watchpool_engine::client::infer(&watchpool_engine::client::ClientOptions {
+            watch_guard: true,
+            ..watchpool_engine::client::ClientOptions::default()
+        })
+        .await?;
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -170,7 +178,7 @@ async fn run_until_stopped(parts: RunParts, stop: CancellationToken) -> Result<(
     };
 
     let ctx = Arc::new(Context::new(
-        client.clone(),
+        controller_client,
         pools.clone(),
         metrics.clone(),
         trust,
