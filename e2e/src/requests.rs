@@ -107,8 +107,13 @@ pub fn open_watches(records: &[RequestRecord], resource: &str, namespace: &str) 
         .count()
 }
 
+/// How far a logged end time (arrival, rounded to the millisecond, plus a duration rounded
+/// down) may fall before the true one.
+const END_ROUNDING_MS: i64 = 10;
+
 /// Those that arrived at or after `since_ms` (epoch milliseconds), and the watches that were
-/// still open then (the streams a fault injected at `since_ms` hits).
+/// still open then (the streams a fault injected at `since_ms` hits, even when the fault ends
+/// them within the same millisecond).
 pub fn since(requests: &[WatchRequest], since_ms: i64) -> Vec<WatchRequest> {
     requests
         .iter()
@@ -116,7 +121,7 @@ pub fn since(requests: &[WatchRequest], since_ms: i64) -> Vec<WatchRequest> {
             r.start_ms >= since_ms
                 || (r.is_watch()
                     && r.record.status == 200
-                    && (r.record.watch_end.is_none() || r.end_ms >= since_ms))
+                    && (r.record.watch_end.is_none() || r.end_ms + END_ROUNDING_MS >= since_ms))
         })
         .cloned()
         .collect()
