@@ -130,11 +130,18 @@ impl Failure {
         Self::new(ErrorReason::TooManyObjects, error.to_string(), Action::Fail)
     }
 
-    /// Whether this failure counts towards [`RELIST_AFTER_FAILURES`].
+    /// Whether this failure counts towards [`RELIST_AFTER_FAILURES`]: only failures that say
+    /// the server's side of this watch may be wrong (empty watches, 5xx, undecodable lines).
+    /// Transport failures — a reset, a silent stream, a refused connection, a missed deadline —
+    /// resume from the same resourceVersion however often they happen (FAULTS.md rows 3, 4, 5,
+    /// 13, 25), and 401/403/429 say nothing about the resourceVersion either.
     fn counts_towards_relist(&self) -> bool {
-        !matches!(
+        matches!(
             self.reason,
-            ErrorReason::Throttled | ErrorReason::Unauthorized | ErrorReason::Forbidden
+            ErrorReason::EmptyWatch
+                | ErrorReason::ServerError
+                | ErrorReason::DecodeError
+                | ErrorReason::Unknown
         )
     }
 }

@@ -598,3 +598,31 @@ async fn row_21_slow_consumer_dropped_by_the_server_loses_nothing() {
     assert_eq!(health.state, TargetState::Watching);
     finish(emu, pool).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_03_resets_in_a_row_never_relist() {
+    // A reset says nothing about the resourceVersion: however many come in a row (a load
+    // balancer cutting every flow), the watch resumes from the same point and never lists.
+    let emu = emu::start().await;
+    let (pool, key) = synced_pool(&emu, "row03many").await;
+    let lists_before = requests(&emu, "list", "configmaps").len();
+    let watches_before = requests(&emu, "watch", "configmaps").len();
+    emu.faults().add(
+        FaultSpec::new(Fault::DropWatches { after_ms: 0 })
+            .resource("configmaps")
+            .count(6),
+    );
+    // The open watch and five re-watches are cut; the sixth re-watch stays open.
+    eventually(Duration::from_secs(15), "six resets and a re-watch", || {
+        requests(&emu, "watch", "configmaps").len() >= watches_before + 6
+    })
+    .await;
+    emu.create(configmap("default", "after-resets", 1)).unwrap();
+    wait_synced(&emu, &pool, &key, Duration::from_secs(10)).await;
+    assert_eq!(
+        requests(&emu, "list", "configmaps").len(),
+        lists_before,
+        "resets in a row must not relist"
+    );
+    assert!(target_health(&pool, &key).unwrap().relists == 0);
+}
