@@ -216,7 +216,7 @@ mod tests {
     fn th(state: TargetState, relists: u64) -> TargetHealth {
         TargetHealth {
             key: WatchKey {
-                target: TargetConfig {
+                target: std::sync::Arc::new(TargetConfig {
                     api_version: "v1".into(),
                     group: String::new(),
                     version: "v1".into(),
@@ -225,7 +225,7 @@ mod tests {
                     label_selector: None,
                     field_selector: None,
                     metadata_only: false,
-                },
+                }),
                 namespace: None,
             },
             state,

@@ -391,7 +391,7 @@ mod tests {
         PoolHealth {
             targets: vec![TargetHealth {
                 key: WatchKey {
-                    target: TargetConfig {
+                    target: std::sync::Arc::new(TargetConfig {
                         api_version: "apps/v1".into(),
                         group: "apps".into(),
                         version: "v1".into(),
@@ -400,7 +400,7 @@ mod tests {
                         label_selector: None,
                         field_selector: None,
                         metadata_only: true,
-                    },
+                    }),
                     namespace: None,
                 },
                 state: TargetState::Watching,

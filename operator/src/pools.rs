@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, warn};
-use watchpool_api::{NamespaceScope, PolicyConfig, WatchPolicy, WatchPolicyStatus};
+use watchpool_api::{PolicyConfig, WatchPolicy, WatchPolicyStatus};
 use watchpool_engine::{Pool, PoolHandle, PoolHealth, PoolId, PoolOptions, WatchKey};
 
 use crate::events::{self, Notice, RateLimiter};
@@ -178,7 +178,10 @@ impl PoolManager {
                     } else {
                         Applied::Unchanged
                     };
-                    (Phase::Suspended(watch_keys(&config)), None)
+                    (
+                        Phase::Suspended(watchpool_engine::pool::watch_keys(&config)),
+                        None,
+                    )
                 }
                 Decision::Invalid(message) => {
                     stopped = entry.pool.take();
@@ -359,28 +362,6 @@ async fn shutdown_pool(pool: PoolHandle) {
     {
         warn!(policy_namespace = %id.namespace, policy = %id.name, "pool shutdown timed out; its tasks were dropped");
     }
-}
-
-/// The watches a configuration asks for, as the engine keys them.
-pub fn watch_keys(config: &PolicyConfig) -> Vec<WatchKey> {
-    let mut keys = Vec::new();
-    for target in &config.targets {
-        match &target.scope {
-            NamespaceScope::All => keys.push(WatchKey {
-                target: target.clone(),
-                namespace: None,
-            }),
-            NamespaceScope::Namespaces(list) => {
-                for ns in list {
-                    keys.push(WatchKey {
-                        target: target.clone(),
-                        namespace: Some(ns.clone()),
-                    });
-                }
-            }
-        }
-    }
-    keys
 }
 
 struct StatusWorker {

@@ -442,7 +442,7 @@ mod tests {
 
     fn key(ns: &str) -> WatchKey {
         WatchKey {
-            target: TargetConfig {
+            target: std::sync::Arc::new(TargetConfig {
                 api_version: "v1".into(),
                 group: String::new(),
                 version: "v1".into(),
@@ -451,7 +451,7 @@ mod tests {
                 label_selector: None,
                 field_selector: None,
                 metadata_only: false,
-            },
+            }),
             namespace: Some(ns.into()),
         }
     }

@@ -349,7 +349,7 @@ mod tests {
 
     fn key() -> WatchKey {
         WatchKey {
-            target: TargetConfig {
+            target: Arc::new(TargetConfig {
                 api_version: "v1".into(),
                 group: String::new(),
                 version: "v1".into(),
@@ -358,7 +358,7 @@ mod tests {
                 label_selector: None,
                 field_selector: None,
                 metadata_only: false,
-            },
+            }),
             namespace: None,
         }
     }

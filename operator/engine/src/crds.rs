@@ -23,7 +23,7 @@ use crate::watcher::{WatchContext, Watcher};
 /// The watch key of the CRD watch.
 pub fn crd_key() -> WatchKey {
     WatchKey {
-        target: TargetConfig {
+        target: Arc::new(TargetConfig {
             api_version: "apiextensions.k8s.io/v1".into(),
             group: "apiextensions.k8s.io".into(),
             version: "v1".into(),
@@ -32,7 +32,7 @@ pub fn crd_key() -> WatchKey {
             label_selector: None,
             field_selector: None,
             metadata_only: true,
-        },
+        }),
         namespace: None,
     }
 }

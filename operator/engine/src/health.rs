@@ -2,6 +2,7 @@
 //! endpoint about each watch. Published through `tokio::sync::watch` channels, so readers see
 //! changes without polling and never block the watchers.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use watchpool_api::{ErrorReason, TargetConfig, TargetState};
@@ -10,8 +11,9 @@ use watchpool_api::{ErrorReason, TargetConfig, TargetState};
 /// (`None` when cluster-wide).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WatchKey {
-    /// The policy's target.
-    pub target: TargetConfig,
+    /// The policy's target, shared by the keys of all its namespaces: health snapshots clone
+    /// keys often, and a target's namespace list can be long.
+    pub target: Arc<TargetConfig>,
     /// The namespace watched, `None` when cluster-wide.
     pub namespace: Option<String>,
 }

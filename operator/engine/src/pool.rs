@@ -114,14 +114,15 @@ pub struct PoolHandle {
 pub fn watch_keys(config: &PolicyConfig) -> Vec<WatchKey> {
     let mut keys: Vec<WatchKey> = Vec::new();
     for target in &config.targets {
+        let shared = Arc::new(target.clone());
         match &target.scope {
             NamespaceScope::All => keys.push(WatchKey {
-                target: target.clone(),
+                target: shared,
                 namespace: None,
             }),
             NamespaceScope::Namespaces(namespaces) => {
                 keys.extend(namespaces.iter().map(|ns| WatchKey {
-                    target: target.clone(),
+                    target: Arc::clone(&shared),
                     namespace: Some(ns.clone()),
                 }));
             }

@@ -81,7 +81,7 @@ pub fn policy(targets: Vec<TargetConfig>) -> PolicyConfig {
 /// The key of the only watch of `target` in `namespace`.
 pub fn key(target: &TargetConfig, namespace: Option<&str>) -> WatchKey {
     WatchKey {
-        target: target.clone(),
+        target: target.clone().into(),
         namespace: namespace.map(str::to_owned),
     }
 }
