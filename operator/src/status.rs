@@ -387,19 +387,38 @@ pub fn significant(status: &WatchPolicyStatus) -> Significant<'_> {
 
 /// The counters a user reads in `kubectl get wp` and per target: written within the status
 /// interval when they move.
-type CounterView<'a> = (i64, i64, Option<&'a CpuStatus>, Vec<(i64, i64, i64, i64)>);
+type CounterView<'a> = (i64, i64, Option<&'a str>, Vec<(i64, i64, i64, i64)>);
 
 fn counters(status: &WatchPolicyStatus) -> CounterView<'_> {
     (
         status.objects,
         status.reconnects,
-        status.cpu.as_ref(),
+        status.cpu.as_ref().map(|c| c.limit.as_str()),
         status
             .targets
             .iter()
             .map(|t| (t.objects, t.reconnects, t.relists, t.consecutive_failures))
             .collect(),
     )
+}
+
+/// Whether the CPU used moved by more than noise: at least 5m or a tenth of the budget. A
+/// smaller drift (an idle pool reading 0m, then 1m) waits for the slow refresh, so an idle
+/// pool does not rewrite its status every interval.
+fn cpu_moved(last: &WatchPolicyStatus, new: &WatchPolicyStatus) -> bool {
+    fn millis(quantity: &str) -> Option<f64> {
+        match quantity.strip_suffix('m') {
+            Some(m) => m.parse().ok(),
+            None => quantity.parse::<f64>().ok().map(|cores| cores * 1000.0),
+        }
+    }
+    let (Some(a), Some(b)) = (last.cpu.as_ref(), new.cpu.as_ref()) else {
+        return last.cpu.is_some() != new.cpu.is_some();
+    };
+    match (millis(&a.used), millis(&b.used), millis(&b.limit)) {
+        (Some(x), Some(y), Some(limit)) => (x - y).abs() >= (limit / 10.0).max(5.0),
+        _ => a.used != b.used,
+    }
 }
 
 /// How soon a new status must be written, given the last one written.
@@ -428,7 +447,9 @@ pub fn write_need(last: Option<&WatchPolicyStatus>, new: &WatchPolicyStatus) -> 
         None => WriteNeed::Now,
         Some(last) if last == new => WriteNeed::None,
         Some(last) if significant(last) != significant(new) => WriteNeed::Now,
-        Some(last) if counters(last) != counters(new) => WriteNeed::Counters,
+        Some(last) if counters(last) != counters(new) || cpu_moved(last, new) => {
+            WriteNeed::Counters
+        }
         Some(_) => WriteNeed::Times,
     }
 }
@@ -694,5 +715,29 @@ mod tests {
             now,
         );
         assert_eq!(write_need(Some(&b), &d), WriteNeed::Now);
+    }
+
+    #[test]
+    fn cpu_noise_waits_for_the_slow_refresh_but_a_real_move_is_written() {
+        let status = |used: &str| WatchPolicyStatus {
+            cpu: Some(CpuStatus {
+                used: used.into(),
+                limit: "100m".into(),
+                throttled: false,
+            }),
+            ..WatchPolicyStatus::default()
+        };
+        assert_eq!(
+            write_need(Some(&status("0m")), &status("1m")),
+            WriteNeed::Times
+        );
+        assert_eq!(
+            write_need(Some(&status("4m")), &status("1m")),
+            WriteNeed::Times
+        );
+        assert_eq!(
+            write_need(Some(&status("1m")), &status("40m")),
+            WriteNeed::Counters
+        );
     }
 }
