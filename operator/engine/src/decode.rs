@@ -145,7 +145,7 @@ impl LineDecoder {
 }
 
 fn find_newline(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|b| *b == b'\n')
+    memchr::memchr(b'\n', bytes)
 }
 
 /// Why [`BodyLines::next_line`] failed.
