@@ -220,7 +220,6 @@ async fn row_02_empty_watches_back_off_to_max_then_relist() -> TestResult {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails on the current engine: each empty watch logs `watch failing` at WARN again (one line per attempt, 7 in 7 s)"]
 async fn row_02_sustained_empty_watches_log_a_few_lines_not_one_per_attempt() -> TestResult {
     empty_watches("row02log", "2-log", true).await
 }

@@ -223,7 +223,6 @@ async fn leader_killed_standby_takes_over_within_lease_duration() -> TestResult 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails on the current operator: its own WatchPolicy watch (kube-runtime watcher) re-watches empty 200 responses in a tight loop (about 60 % of a core, 8000 requests in 6 s)"]
 async fn row_23_operator_own_policy_watch_cut_and_emptied_never_spins() -> TestResult {
     let mut s = Scenario::start("row23", "23", |_| {}).await?;
     if s.skip_without_emulator() {
@@ -415,7 +414,6 @@ async fn operator_refuses_invalid_flags_at_start_with_a_clear_message() -> TestR
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails on the current operator: its own WatchPolicy watch (kube-runtime watcher) has no idle deadline, a silent stream hides policy changes for minutes"]
 async fn operator_own_policy_watch_gone_silent_is_rebuilt_within_30s_and_sees_changes() -> TestResult
 {
     let mut s = Scenario::start("ownstall", "operator-own-stall", |_| {}).await?;
@@ -436,10 +434,16 @@ async fn operator_own_policy_watch_gone_silent_is_rebuilt_within_30s_and_sees_ch
         .wait_policy(
             POLICY,
             "the change observed through a rebuilt watch",
-            Duration::from_secs(30),
+            Duration::from_secs(40),
             policy::is_ready,
         )
         .await?;
+    // The operator gives its own watch a 20 s lifetime and rebuilds a silent one within 25 s;
+    // add the polling of `kubectl get`.
+    assert!(
+        took <= Duration::from_secs(30),
+        "a silent watch of the operator's own is rebuilt within 30 s: {took:?}"
+    );
     s.figures
         .ms("detect_ms", took)
         .ms("recover_ms", changed.elapsed());
