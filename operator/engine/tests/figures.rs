@@ -12,14 +12,7 @@ use serde_json::json;
 use support::emu::{self, *};
 use support::*;
 use watchpool_api::TargetState;
-use watchpool_engine::{Pool, PoolId};
-
-fn id(name: &str) -> PoolId {
-    PoolId {
-        namespace: "default".into(),
-        name: name.into(),
-    }
-}
+use watchpool_engine::Pool;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_pool_of_1000_objects_uses_almost_no_cpu() {
@@ -29,7 +22,7 @@ async fn idle_pool_of_1000_objects_uses_almost_no_cpu() {
     let key = key(&target, Some("default"));
     let pool = Pool::spawn(
         client(&emu.url()).await,
-        id("idle"),
+        pool_id("idle"),
         policy(vec![target]),
         Default::default(),
     );
@@ -73,7 +66,7 @@ async fn metadata_only_cache_is_at_least_five_times_smaller_than_full() {
     let meta_key = key(&meta, Some("default"));
     let pool = Pool::spawn(
         client(&emu.url()).await,
-        id("mem"),
+        pool_id("mem"),
         policy(vec![full, meta]),
         Default::default(),
     );
@@ -111,7 +104,7 @@ async fn reset_resumes_within_initial_backoff_plus_50ms_and_silence_is_detected_
     config.backoff.reset_after = Duration::from_millis(500);
     let pool = Pool::spawn(
         client(&emu.url()).await,
-        id("timing"),
+        pool_id("timing"),
         config,
         Default::default(),
     );

@@ -9,14 +9,7 @@ use kube_emulator::{Fault, FaultSpec};
 use support::emu::{self, *};
 use support::*;
 use watchpool_api::{ErrorReason, TargetState};
-use watchpool_engine::{Pool, PoolId};
-
-fn id(name: &str) -> PoolId {
-    PoolId {
-        namespace: "default".into(),
-        name: name.into(),
-    }
-}
+use watchpool_engine::Pool;
 
 fn alive_tasks() -> usize {
     tokio::runtime::Handle::current()
@@ -33,7 +26,7 @@ async fn reconfigure_restarts_only_changed_targets_and_keeps_the_others_connecti
     let cm_key = key(&cms, Some("default"));
     let pool = Pool::spawn(
         client(&emu.url()).await,
-        id("reconf"),
+        pool_id("reconf"),
         policy(vec![cms.clone(), secrets.clone()]),
         Default::default(),
     );
@@ -104,7 +97,7 @@ async fn pool_changed_50_times_then_dropped_leaves_no_tasks_or_sockets() {
     let fds_before = open_fds();
     let pool = Pool::spawn(
         client.clone(),
-        id("churn"),
+        pool_id("churn"),
         policy(vec![configmaps("default")]),
         Default::default(),
     );
@@ -162,7 +155,7 @@ async fn suspend_stops_every_watch_and_resume_restarts_them() {
     let key = key(&target, Some("default"));
     let pool = Pool::spawn(
         client(&emu.url()).await,
-        id("suspend"),
+        pool_id("suspend"),
         policy(vec![target.clone()]),
         Default::default(),
     );
@@ -204,7 +197,7 @@ async fn max_objects_fails_the_target_with_too_many_objects_until_the_limit_chan
     config.limits.max_objects = 5;
     let pool = Pool::spawn(
         client(&emu.url()).await,
-        id("maxobj"),
+        pool_id("maxobj"),
         config.clone(),
         Default::default(),
     );
@@ -262,7 +255,7 @@ async fn max_retries_fails_the_target_with_retries_exhausted() {
     config.backoff.max_retries = 3;
     let pool = Pool::spawn(
         client(&emu.url()).await,
-        id("retries"),
+        pool_id("retries"),
         config.clone(),
         Default::default(),
     );
@@ -291,7 +284,7 @@ async fn metadata_only_caches_only_object_metadata() {
     let key = key(&target, Some("default"));
     let pool = Pool::spawn(
         client(&emu.url()).await,
-        id("meta"),
+        pool_id("meta"),
         policy(vec![target]),
         Default::default(),
     );
@@ -323,7 +316,7 @@ async fn health_is_published_coalesced_not_per_event() {
     let key = key(&target, Some("default"));
     let pool = Pool::spawn(
         client(&emu.url()).await,
-        id("coalesce"),
+        pool_id("coalesce"),
         policy(vec![target]),
         Default::default(),
     );
@@ -365,7 +358,7 @@ async fn namespaced_watch_of_a_cluster_scoped_kind_becomes_cluster_wide() {
     let key = key(&namespaces, Some("default"));
     let pool = Pool::spawn(
         client(&emu.url()).await,
-        id("cluster"),
+        pool_id("cluster"),
         policy(vec![namespaces]),
         Default::default(),
     );

@@ -11,19 +11,12 @@ use serde_json::json;
 use support::emu::{self, *};
 use support::*;
 use watchpool_api::{ErrorReason, PolicyConfig, TargetState};
-use watchpool_engine::{Pool, PoolHandle, PoolId, WatchKey};
-
-fn id(name: &str) -> PoolId {
-    PoolId {
-        namespace: "default".into(),
-        name: name.into(),
-    }
-}
+use watchpool_engine::{Pool, PoolHandle, WatchKey};
 
 async fn pool_with(emu: &kube_emulator::Emulator, name: &str, config: PolicyConfig) -> PoolHandle {
     Pool::spawn(
         client(&emu.url()).await,
-        id(name),
+        pool_id(name),
         config,
         Default::default(),
     )
@@ -37,20 +30,6 @@ async fn synced_pool(emu: &kube_emulator::Emulator, name: &str) -> (PoolHandle, 
     wait_state(&pool, &key, TargetState::Watching, Duration::from_secs(5)).await;
     wait_synced(emu, &pool, &key, Duration::from_secs(5)).await;
     (pool, key)
-}
-
-async fn finish(emu: kube_emulator::Emulator, pool: PoolHandle) {
-    let port = emu.addr().port();
-    pool.shutdown().await;
-    eventually(Duration::from_secs(2), "engine sockets closed", || {
-        sockets_to_port(port) == 0
-    })
-    .await;
-    eventually(Duration::from_secs(2), "server watches closed", || {
-        open_streams(&emu) == 0
-    })
-    .await;
-    emu.shutdown().await;
 }
 
 fn has_error(pool: &PoolHandle, key: &WatchKey, reason: ErrorReason) -> bool {

@@ -10,14 +10,7 @@ use kube_emulator::{Fault, FaultSpec, FutureRvPolicy, RestartRv};
 use support::emu::{self, *};
 use support::*;
 use watchpool_api::{ErrorReason, TargetState};
-use watchpool_engine::{Pool, PoolHandle, PoolId, WatchKey};
-
-fn id(name: &str) -> PoolId {
-    PoolId {
-        namespace: "default".into(),
-        name: name.into(),
-    }
-}
+use watchpool_engine::{Pool, PoolHandle, WatchKey};
 
 /// A pool of ConfigMaps in `default` and `kube-system`, both synced.
 async fn two_watch_pool(
@@ -36,7 +29,7 @@ async fn two_watch_pool(
     config.timeouts.resync = resync;
     let pool = Pool::spawn(
         client(&emu.url()).await,
-        id(name),
+        pool_id(name),
         config,
         Default::default(),
     );
@@ -45,20 +38,6 @@ async fn two_watch_pool(
         wait_synced(emu, &pool, key, Duration::from_secs(5)).await;
     }
     (pool, keys)
-}
-
-async fn finish(emu: kube_emulator::Emulator, pool: PoolHandle) {
-    let port = emu.addr().port();
-    pool.shutdown().await;
-    eventually(Duration::from_secs(2), "engine sockets closed", || {
-        sockets_to_port(port) == 0
-    })
-    .await;
-    eventually(Duration::from_secs(2), "server watches closed", || {
-        open_streams(&emu) == 0
-    })
-    .await;
-    emu.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,7 +211,7 @@ async fn row_26_all_connections_cut_at_once_reconnect_spread_by_jitter() {
     let target = target("v1", "ConfigMap", Some(&ns_refs));
     let pool = Pool::spawn(
         client(&emu.url()).await,
-        id("row26"),
+        pool_id("row26"),
         policy(vec![target.clone()]),
         Default::default(),
     );

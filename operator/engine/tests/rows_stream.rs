@@ -9,14 +9,7 @@ use kube_emulator::{Fault, FaultSpec};
 use support::emu::{self, *};
 use support::*;
 use watchpool_api::{ErrorReason, TargetState};
-use watchpool_engine::{Pool, PoolHandle, PoolId, WatchKey};
-
-fn id(name: &str) -> PoolId {
-    PoolId {
-        namespace: "default".into(),
-        name: name.into(),
-    }
-}
+use watchpool_engine::{Pool, PoolHandle, WatchKey};
 
 /// A pool of ConfigMaps in `default`, synced with 5 objects.
 async fn synced_pool(emu: &kube_emulator::Emulator, name: &str) -> (PoolHandle, WatchKey) {
@@ -25,27 +18,13 @@ async fn synced_pool(emu: &kube_emulator::Emulator, name: &str) -> (PoolHandle, 
     let key = key(&target, Some("default"));
     let pool = Pool::spawn(
         client(&emu.url()).await,
-        id(name),
+        pool_id(name),
         policy(vec![target]),
         Default::default(),
     );
     wait_state(&pool, &key, TargetState::Watching, Duration::from_secs(5)).await;
     wait_synced(emu, &pool, &key, Duration::from_secs(5)).await;
     (pool, key)
-}
-
-async fn finish(emu: kube_emulator::Emulator, pool: PoolHandle) {
-    let port = emu.addr().port();
-    pool.shutdown().await;
-    eventually(Duration::from_secs(2), "engine sockets closed", || {
-        sockets_to_port(port) == 0
-    })
-    .await;
-    eventually(Duration::from_secs(2), "server watches closed", || {
-        open_streams(&emu) == 0
-    })
-    .await;
-    emu.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -294,7 +273,7 @@ async fn row_06_slow_drip_still_hits_the_idle_deadline() {
         .add(FaultSpec::new(Fault::Drip { bytes_per_sec: 2.0 }).resource("configmaps"));
     let pool = Pool::spawn(
         client(&emu.url()).await,
-        id("row06"),
+        pool_id("row06"),
         config,
         Default::default(),
     );
@@ -516,7 +495,7 @@ async fn row_20_oversized_or_endless_line_is_refused_and_the_connection_closed()
     config.limits.max_event_size = 64 * 1024;
     let pool = Pool::spawn(
         client(&emu.url()).await,
-        id("row20"),
+        pool_id("row20"),
         config,
         Default::default(),
     );

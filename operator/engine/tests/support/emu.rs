@@ -159,3 +159,19 @@ pub fn open_streams(emu: &Emulator) -> usize {
         })
         .count()
 }
+
+/// Shuts `pool` down and proves it left nothing behind — no socket of this process to the
+/// emulator, no watch stream open on its side — then stops the emulator.
+pub async fn finish(emu: Emulator, pool: PoolHandle) {
+    let port = emu.addr().port();
+    pool.shutdown().await;
+    super::eventually(Duration::from_secs(2), "engine sockets closed", || {
+        super::sockets_to_port(port) == 0
+    })
+    .await;
+    super::eventually(Duration::from_secs(2), "server watches closed", || {
+        open_streams(&emu) == 0
+    })
+    .await;
+    emu.shutdown().await;
+}

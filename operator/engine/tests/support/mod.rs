@@ -217,3 +217,11 @@ pub fn sockets_to_port(port: u16) -> usize {
 pub fn process_cpu() -> Duration {
     cpu_time::ProcessTime::now().as_duration()
 }
+
+/// The id of a test pool named `name` in `default`.
+pub fn pool_id(name: &str) -> watchpool_engine::PoolId {
+    watchpool_engine::PoolId {
+        namespace: "default".into(),
+        name: name.into(),
+    }
+}
