@@ -11,6 +11,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admission;
 pub mod builtins;
 pub mod discovery;
 pub mod faults;
@@ -229,6 +230,13 @@ impl Emulator {
     /// Creates an object, as a POST would (namespace from `metadata.namespace`, default `default`).
     pub fn create(&self, obj: Value) -> Result<Value, ApiError> {
         objects::create(&self.shared.store, obj)
+    }
+
+    /// Creates an object without validating a custom resource against its CRD's schema and CEL
+    /// rules (the schema's defaults are still applied), as an API server that does not enforce
+    /// them would store it: how tests get bad objects past admission to the operator.
+    pub fn create_unvalidated(&self, obj: Value) -> Result<Value, ApiError> {
+        objects::create_unvalidated(&self.shared.store, obj)
     }
 
     /// Replaces an object, as a PUT would; without `metadata.resourceVersion` it is unconditional.

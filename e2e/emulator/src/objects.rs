@@ -54,6 +54,16 @@ pub(crate) fn create(store: &Arc<Store>, obj: Value) -> Result<Value, ApiError> 
     store.create(&res, &ns, obj, &WriteOpts::default())
 }
 
+/// Creates an object without schema defaulting and validation of custom resources.
+pub(crate) fn create_unvalidated(store: &Arc<Store>, obj: Value) -> Result<Value, ApiError> {
+    let (res, ns, _) = target(store, &obj)?;
+    let opts = WriteOpts {
+        skip_admission: true,
+        ..WriteOpts::default()
+    };
+    store.create(&res, &ns, obj, &opts)
+}
+
 /// Replaces an object; without `metadata.resourceVersion` the update is unconditional.
 pub(crate) fn update(store: &Arc<Store>, mut obj: Value, status: bool) -> Result<Value, ApiError> {
     let (res, ns, name) = target(store, &obj)?;

@@ -432,6 +432,7 @@ fn write_opts(q: &Query) -> WriteOpts {
         crd_mode: CrdMode::Immediate,
         field_validation: crate::prune::FieldValidation::parse(q.non_empty("fieldValidation")),
         warnings: Default::default(),
+        skip_admission: false,
     }
 }
 

@@ -93,6 +93,10 @@ pub struct WriteOpts {
     pub field_validation: FieldValidation,
     /// Warnings for the response (`Warning` headers), filled by the write.
     pub warnings: Arc<Mutex<Vec<String>>>,
+    /// Store a custom resource without validating it against its schema and CEL rules (its
+    /// defaults are still applied), as an API server that does not enforce them would (tests
+    /// of the operator's own validation layer).
+    pub skip_admission: bool,
 }
 
 impl WriteOpts {
@@ -123,6 +127,66 @@ impl WriteOpts {
             }
             FieldValidation::Ignore => Ok(()),
         }
+    }
+}
+
+/// Defaults a custom resource from its CRD schema and validates it (schema and CEL rules), as
+/// the API server does on every write: 422 Invalid with one cause per violation.
+fn admit(res: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> {
+    admit_ratcheting(res, None, obj)
+}
+
+/// As [`admit`], for an update of `old`: a violation inside a top-level section (`spec`,
+/// `status`, `metadata`) that the update leaves unchanged is let through, as the API server's
+/// validation ratcheting does, so a controller can still write the status of an object whose
+/// spec no longer passes (stored before the rule existed, or past a server without it).
+fn admit_ratcheting(
+    res: &ResourceInfo,
+    old: Option<&Value>,
+    obj: &mut Value,
+) -> Result<(), ApiError> {
+    let Some(schema) = res.schema.as_ref().filter(|_| res.custom) else {
+        return Ok(());
+    };
+    // Compared as written, before the schema's defaults fill it in.
+    let written = old.map(|_| obj.clone());
+    let mut errors = crate::admission::admit(schema, obj);
+    if let (Some(old), Some(written)) = (old, written) {
+        errors.retain(|(field, _)| {
+            let top = field.split(['.', '[']).next().unwrap_or_default();
+            top.is_empty() || old.get(top) != written.get(top)
+        });
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let kind_group = format!("{}.{}", res.kind, res.group);
+    let listed: Vec<String> = errors.iter().map(|(f, m)| format!("{f}: {m}")).collect();
+    let message = if listed.len() == 1 {
+        format!("{kind_group} \"{name}\" is invalid: {}", listed[0])
+    } else {
+        format!(
+            "{kind_group} \"{name}\" is invalid: [{}]",
+            listed.join(", ")
+        )
+    };
+    let causes: Vec<Value> = errors
+        .iter()
+        .map(|(f, m)| json!({"reason": "FieldValueInvalid", "message": m, "field": f}))
+        .collect();
+    Err(ApiError::new(422, "Invalid", message).with_details(
+        json!({"name": name, "group": res.group, "kind": res.kind, "causes": causes}),
+    ))
+}
+
+/// Applies a custom resource's schema defaults without validating it.
+fn default_only(res: &ResourceInfo, obj: &mut Value) {
+    if let Some(schema) = res.schema.as_ref().filter(|_| res.custom) {
+        crate::admission::default(schema, obj);
     }
 }
 
@@ -920,6 +984,11 @@ impl Store {
             }
         }
         opts.prune(res, &mut obj)?;
+        if opts.skip_admission {
+            default_only(res, &mut obj);
+        } else {
+            admit(res, &mut obj)?;
+        }
         if !res.custom && res.group.is_empty() && res.plural == "namespaces" {
             obj["spec"] = json!({"finalizers": ["kubernetes"]});
             obj["status"] = json!({"phase": "Active"});
@@ -1369,6 +1438,11 @@ impl Store {
             }
         }
         opts.prune(res, &mut new)?;
+        if opts.skip_admission {
+            default_only(res, &mut new);
+        } else {
+            admit_ratcheting(res, Some(&old), &mut new)?;
+        }
         if is_terminating(&old) {
             let before = finalizers(&old);
             if finalizers(&new).iter().any(|f| !before.contains(f)) {

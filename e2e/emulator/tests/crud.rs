@@ -703,8 +703,52 @@ async fn unknown_fields_of_custom_resources_are_pruned_or_refused_under_strict_v
         "{headers:?}"
     );
     let created: serde_json::Value = serde_json::from_slice(&resp).unwrap();
-    assert_eq!(created["spec"], json!({"size": 1}));
+    // `foo` pruned; `color` filled in from the schema's default.
+    assert_eq!(created["spec"], json!({"size": 1, "color": ""}));
     assert!(created.get("bogus").is_none());
+}
+
+#[tokio::test]
+async fn custom_resources_are_defaulted_and_validated_against_their_schema_at_admission() {
+    let (emu, client) = start().await;
+    install_widget_crd(&client).await;
+    let path = "/apis/ex.dev/v1/namespaces/default/widgets";
+    // A wrong type is refused with 422 Invalid naming the field; nothing is stored.
+    let bad = r#"{"apiVersion":"ex.dev/v1","kind":"Widget","metadata":{"name":"bad"},"spec":{"size":"big"}}"#;
+    let (raw, _) = common::raw_exchange(
+        emu.addr(),
+        "POST",
+        path,
+        &[("Content-Type", "application/json")],
+        Some(bad),
+        Duration::from_secs(5),
+    )
+    .await;
+    let (status, _, resp) = common::parse_response(&raw);
+    assert_eq!(status, 422);
+    let body: serde_json::Value = serde_json::from_slice(&resp).unwrap();
+    assert_eq!(body["reason"], "Invalid");
+    assert_eq!(body["details"]["causes"][0]["field"], "spec.size");
+    assert!(
+        body["message"].as_str().unwrap().contains("spec.size"),
+        "{body}"
+    );
+    assert!(emu.get("ex.dev/v1", "widgets", "default", "bad").is_err());
+    // A missing required field is refused too; a good one is stored with its defaults.
+    let missing = r#"{"apiVersion":"ex.dev/v1","kind":"Widget","metadata":{"name":"m"},"spec":{}}"#;
+    let (raw, _) = common::raw_exchange(
+        emu.addr(),
+        "POST",
+        path,
+        &[("Content-Type", "application/json")],
+        Some(missing),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(common::parse_response(&raw).0, 422);
+    let good = json!({"apiVersion":"ex.dev/v1","kind":"Widget","metadata":{"name":"g","namespace":"default"},"spec":{"size":2}});
+    let stored = emu.create(good).unwrap();
+    assert_eq!(stored["spec"], json!({"size": 2, "color": ""}));
 }
 
 #[tokio::test]

@@ -60,9 +60,11 @@ impl Cluster {
             .create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}));
     }
 
+    /// Creates a policy. It is stored without the CRD's schema and CEL checks, as a server
+    /// that does not enforce them would, so that tests reach the operator's own validation.
     pub fn policy(&self, namespace: &str, name: &str, spec: Value) -> Value {
         self.emu
-            .create(json!({
+            .create_unvalidated(json!({
                 "apiVersion": "watchpool.dev/v1alpha1",
                 "kind": "WatchPolicy",
                 "metadata": {"name": name, "namespace": namespace},
