@@ -1,9 +1,10 @@
-//! Bad input (FAULTS.md): every kind of bad WatchPolicy is either refused by `kubectl apply`
-//! (the CRD schema and CEL rules at admission) or, when it gets through (the emulator does not
-//! enforce every schema rule, an older server may not either), reported by the operator as
-//! `Ready=False`, reason `InvalidSpec`, with a message naming the field. The operator never
-//! panics and a good policy next to the bad ones stays Ready. Each case prints which layer
-//! stopped it: `E2E-BADINPUT case=… layer=admission|operator`.
+//! Bad input (FAULTS.md): every kind of bad WatchPolicy is refused by `kubectl apply` where
+//! the CRD schema and CEL rules can say it (the emulator enforces them at admission, as an API
+//! server does), and in every case reported by the operator as `Ready=False`, reason
+//! `InvalidSpec`, with a message naming the field — those refused at admission are stored past
+//! it (as a server that does not enforce the schema would) to prove the operator's own layer.
+//! The operator never panics and a good policy next to the bad ones stays Ready. Each case
+//! prints which layers stopped it: `E2E-BADINPUT case=… layer=admission+operator|operator`.
 
 // Tests fail loudly on a broken environment; unwrap keeps the scenarios readable.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -121,13 +122,22 @@ async fn refused_by(
     admission: &str,
 ) -> Result<&'static str, Box<dyn std::error::Error>> {
     let out = env.kubectl.apply_output(&manifest.to_string()).await?;
+    let mut layer = "operator";
     if !out.success() {
         assert!(
             out.stderr.contains(admission),
             "{name}: kubectl refused it but the message does not name {admission:?}: {}",
             out.stderr
         );
-        return Ok("admission");
+        // Refused at admission. An API server that does not enforce the schema (an older one,
+        // or a CRD installed without its rules) would store it: put it past admission and the
+        // operator must still report it. On a real cluster the refusal is all there is.
+        let Some(emu) = env.emulator() else {
+            return Ok("admission");
+        };
+        emu.create_unvalidated(manifest.clone())
+            .map_err(|e| format!("{name}: storing it past admission: {e:?}"))?;
+        layer = "admission+operator";
     }
     let get = |ns: String| async move {
         let value = env.kubectl.json(&["get", "wp", name, "-n", &ns]).await?;
@@ -147,7 +157,7 @@ async fn refused_by(
                 "{name}: InvalidSpec message names {path}: {}",
                 c.message
             );
-            return Ok("operator");
+            return Ok(layer);
         }
         assert!(
             std::time::Instant::now() < deadline,

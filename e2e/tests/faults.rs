@@ -293,6 +293,75 @@ async fn empty_watches(test: &str, row: &str, judge_log: bool) -> TestResult {
     Ok(())
 }
 
+/// Row 1 with the server ending every watch cleanly `every` after it opened (the emulator's
+/// `close_watches`), for `window`: each re-watch follows at once from the last resourceVersion,
+/// no list, no failure, the policy stays Ready.
+async fn server_closing_every(tag: &str, every: Duration, window: Duration) -> TestResult {
+    let mut s = Scenario::start(tag, "1", |p| {
+        p.initial = "1s".into();
+    })
+    .await?;
+    if s.skip_without_emulator() {
+        return Ok(());
+    }
+    let ns = s.ns().to_owned();
+    let since = requests::now_ms();
+    let before = judge::configmap_target(&s.env.get_policy(POLICY).await?, &ns)
+        .unwrap()
+        .clone();
+    let after_ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX);
+    s.add_fault(
+        FaultSpec::new(Fault::CloseWatches { after_ms })
+            .resource("configmaps")
+            .namespace(&ns),
+    );
+    s.writer.churn().await;
+    // A fixed observation window: the fault is in force all along.
+    tokio::time::sleep(window).await;
+    s.clear_faults();
+    s.writer.churn().await;
+    let p = s.env.get_policy(POLICY).await?;
+    let t = judge::configmap_target(&p, &ns).unwrap();
+    let expected = u64::try_from(window.as_millis() / every.as_millis()).unwrap_or(0);
+    assert!(
+        t.reconnects >= before.reconnects + expected.saturating_sub(2) as i64,
+        "a re-watch per clean end: {} → {} in {window:?}",
+        before.reconnects,
+        t.reconnects
+    );
+    assert_eq!(t.relists, before.relists, "a clean end must not relist");
+    assert_eq!(t.consecutive_failures, 0, "a clean end is not a failure");
+    assert!(policy::is_ready(&p), "stays Ready: {}", policy::summary(&p));
+    let during = requests::since(&s.requests(), since);
+    s.figures.set("requests", during.len());
+    assert!(
+        during.iter().all(WatchRequest::is_watch),
+        "no list after a clean end:\n{}",
+        describe(&during)
+    );
+    for pair in during.windows(2) {
+        if pair[0].record.watch_end.as_deref() == Some("closed") {
+            let gap = pair[1].start_ms - pair[0].end_ms;
+            // Backoff would be at least 500 ms (initial 1 s, jitter 0.5).
+            assert!(gap < 450, "re-watch at once after a clean end: {gap} ms");
+        }
+    }
+    s.finish().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_01_server_ending_every_watch_after_1s_rewatches_at_once_without_relist() -> TestResult
+{
+    server_closing_every("row01n1", Duration::from_secs(1), Duration::from_secs(8)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_01_server_ending_every_watch_after_5s_rewatches_at_once_without_relist() -> TestResult
+{
+    server_closing_every("row01n5", Duration::from_secs(5), Duration::from_secs(16)).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row_03_tcp_reset_resumes_from_same_rv_after_one_backoff_step_without_relist() -> TestResult
 {
@@ -1663,6 +1732,9 @@ async fn row_26_hundred_watches_cut_at_once_reconnect_spread_by_jitter() -> Test
     for i in 0..4 {
         let mut p = TestPolicy::configmaps(&format!("p{i}"), &env.namespace);
         p.targets = vec![TestTarget::configmaps().in_namespaces(&refs)];
+        // A 1 s first step with jitter 0.5: the re-watches may spread over 500 ms, so the
+        // spread stays visible even when a loaded machine delays some of them.
+        p.initial = "1s".into();
         p.jitter = 0.5;
         env.apply_policy(&p).await?;
         policies.push(p);
