@@ -270,8 +270,7 @@ impl<B> Drop for GuardBody<B> {
     fn drop(&mut self) {
         // A watch dropped by its reader (e.g. kube's own idle timeout) ends here.
         if let Some(track) = self.watch.take() {
-            let healthy = track.saw_data || track.started.elapsed() >= HEALTHY_WATCH;
-            track.state.record(&track.path, healthy);
+            track.finish(false);
         }
     }
 }
