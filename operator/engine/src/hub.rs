@@ -1,13 +1,14 @@
 //! Collects the health of a pool's watches and publishes it on a `tokio::sync::watch` channel,
 //! coalesced: state changes are published at once, counter changes at most every
-//! [`PUBLISH_INTERVAL`] by the pool's publisher task.
+//! [`PUBLISH_INTERVAL`] by the pool's publisher task, which sleeps until a counter changes (see
+//! [`Hub::changed`]) so that an idle pool does not wake four times a second for nothing.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use watchpool_api::TargetState;
 
 use crate::health::{CpuHealth, PoolHealth, TargetHealth, WatchKey};
@@ -78,6 +79,8 @@ pub struct Hub {
     slots: Mutex<BTreeMap<WatchKey, Arc<Slot>>>,
     transitions: Mutex<VecDeque<Transition>>,
     dirty: AtomicBool,
+    /// Signalled when `dirty` goes from false to true outside the publisher.
+    changed: Notify,
     /// The CPU figures to publish, and when they were last changed.
     cpu: Mutex<(CpuHealth, Instant)>,
     tx: watch::Sender<PoolHealth>,
@@ -91,6 +94,7 @@ impl Hub {
             slots: Mutex::new(BTreeMap::new()),
             transitions: Mutex::new(VecDeque::new()),
             dirty: AtomicBool::new(false),
+            changed: Notify::new(),
             cpu: Mutex::new((CpuHealth::default(), Instant::now())),
             tx,
         })
@@ -145,9 +149,17 @@ impl Hub {
                 self.record_transition(&key, state);
             }
             self.publish();
-        } else {
-            self.dirty.store(true, Ordering::Release);
+        } else if !self.dirty.swap(true, Ordering::AcqRel) {
+            // The first change since the last publication wakes the publisher; later ones
+            // wait for it.
+            self.changed.notify_one();
         }
+    }
+
+    /// Completes when a counter changed since the last publication (at once if one changed
+    /// while nobody was waiting).
+    pub async fn changed(&self) {
+        self.changed.notified().await;
     }
 
     fn record_transition(&self, key: &WatchKey, state: TargetState) {

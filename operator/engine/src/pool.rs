@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -20,8 +21,12 @@ use crate::cache::{Cache, ObjectBudget, ObjectIdentity};
 use crate::cpu::CpuMeter;
 use crate::crds::CrdSignal;
 use crate::health::{CacheView, PoolHealth, WatchKey};
-use crate::hub::{Hub, PUBLISH_INTERVAL, Transition};
+use crate::hub::{CPU_REFRESH, Hub, PUBLISH_INTERVAL, Transition};
 use crate::watcher::{WatchContext, WatchSettings, Watcher};
+
+/// How often a pool without counter changes refreshes its CPU figures while they still move
+/// (the average decays for [`crate::cpu::BUCKETS`] seconds after the last work).
+pub const CPU_POLL_BUSY: Duration = Duration::from_secs(1);
 
 /// Identifies a pool: the namespace and name of its WatchPolicy.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -201,17 +206,31 @@ impl Pool {
     }
 }
 
+/// Publishes the pool's health: once a counter changed, at most every [`PUBLISH_INTERVAL`];
+/// without changes only to refresh the CPU figures, every [`CPU_POLL_BUSY`] while the pool's
+/// CPU average is still moving and every [`CPU_REFRESH`] once it is zero.
 async fn publish_loop(hub: Arc<Hub>, meter: Arc<CpuMeter>, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(PUBLISH_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = tokio::time::Instant::now();
     loop {
+        let cpu = meter.snapshot();
+        let quiet = if cpu.used_millis > 0.0 || cpu.throttled {
+            CPU_POLL_BUSY
+        } else {
+            CPU_REFRESH
+        };
         tokio::select! {
             () = cancel.cancelled() => return,
-            _ = tick.tick() => {
-                hub.set_cpu(meter.snapshot());
-                hub.publish_if_dirty();
-            }
+            () = hub.changed() => {}
+            () = tokio::time::sleep(quiet) => {}
         }
+        // Coalesce: the changes of the next moments go out with this one.
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep_until(last + PUBLISH_INTERVAL) => {}
+        }
+        hub.set_cpu(meter.snapshot());
+        hub.publish_if_dirty();
+        last = tokio::time::Instant::now();
     }
 }
 

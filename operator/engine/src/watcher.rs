@@ -512,26 +512,39 @@ impl Watcher {
         let mut events: u64 = 0;
         self.stream_events = 0;
         let mut malformed_in_row: u32 = 0;
-        let resync_at = self.next_resync;
+        // The idle deadline is one timer for the whole stream, moved lazily: a line only
+        // records when it came, and the timer, when it fires, is set again to the last line plus
+        // `idle` unless that moment has passed. A timer per line would be registered and
+        // cancelled in the runtime's timer wheel for every event.
+        let mut last_line = tokio::time::Instant::now();
+        let idle_deadline = tokio::time::sleep(idle);
+        tokio::pin!(idle_deadline);
+        let resync = sleep_until_opt(self.next_resync);
+        tokio::pin!(resync);
         loop {
             let next = tokio::select! {
                 biased;
-                next = tokio::time::timeout(idle, lines.next_line()) => next,
-                () = sleep_until_opt(resync_at) => {
-                    self.need_list = true;
-                    return Ok(());
-                }
-            };
-            let line = match next {
-                Err(_) => {
+                next = lines.next_line() => next,
+                () = &mut idle_deadline => {
+                    let deadline = last_line + idle;
+                    if deadline > tokio::time::Instant::now() {
+                        idle_deadline.as_mut().reset(deadline);
+                        continue;
+                    }
                     return Err(Failure::new(
                         ErrorReason::IdleTimeout,
                         format!("no event and no bookmark for {idle:?}"),
                         Action::Retry,
                     ));
                 }
-                Ok(Err(e)) => return Err(stream_failure(&e)),
-                Ok(Ok(None)) => {
+                () = &mut resync => {
+                    self.need_list = true;
+                    return Ok(());
+                }
+            };
+            let line = match next {
+                Err(e) => return Err(stream_failure(&e)),
+                Ok(None) => {
                     let lived = started.elapsed();
                     if events > 0 || lived >= HEALTHY_WATCH {
                         self.backoff.record_healthy(lived);
@@ -548,9 +561,11 @@ impl Watcher {
                         Action::Retry,
                     ));
                 }
-                Ok(Ok(Some(line))) => line,
+                Ok(Some(line)) => line,
             };
             self.meter.admit().await;
+            // After the budget's wait, if any: time held back by the budget is not silence.
+            last_line = tokio::time::Instant::now();
             let event = match decode_event(&line, metadata_only) {
                 Ok(event) => {
                     malformed_in_row = 0;
@@ -573,7 +588,7 @@ impl Watcher {
             match event {
                 WatchEvent::Upsert { object, .. } => {
                     let (ns, name) = (object.meta.namespace, object.meta.name);
-                    set_rv(&mut self.resource_version, &object.stored.resource_version);
+                    set_rv(&mut self.resource_version, object.stored.resource_version());
                     let applied = self
                         .cache
                         .upsert(ns.as_deref(), &name, object.stored)
