@@ -63,15 +63,110 @@ impl ObjectBudget {
     }
 }
 
-/// One cached object.
+/// One cached object, held in a single allocation: the stored JSON, followed by the uid and
+/// resourceVersion only when they are not found verbatim inside it (a JSON string with escapes).
+/// Separate boxed strings for uid and resourceVersion would cost two more allocations and 32 B
+/// of pointers per object, which is a fifth of a `metadataOnly` entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CachedObject {
+    buf: Box<[u8]>,
+    json_len: u32,
+    uid: Span,
+    resource_version: Span,
+}
+
+/// A range of [`CachedObject::buf`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+impl Span {
+    fn range(self) -> std::ops::Range<usize> {
+        let start = self.start as usize;
+        start..start + self.len as usize
+    }
+}
+
+/// The object is larger than a cache entry can address (4 GiB), far beyond any event size
+/// limit; refused rather than truncated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("an object of {len} bytes is too large to cache")]
+pub struct ObjectTooLarge {
+    /// The object's size.
+    pub len: usize,
+}
+
+impl CachedObject {
+    /// An entry storing `json`, whose `metadata.uid` and `metadata.resourceVersion` are `uid`
+    /// and `resource_version`. When those are slices of `json` (as the decoder borrows them)
+    /// the entry points into `json` instead of copying them.
+    pub fn new(json: &str, uid: &str, resource_version: &str) -> Result<Self, ObjectTooLarge> {
+        let too_large = ObjectTooLarge {
+            len: json.len() + uid.len() + resource_version.len(),
+        };
+        let limit = u32::MAX as usize;
+        if too_large.len > limit {
+            return Err(too_large);
+        }
+        let mut buf = Vec::with_capacity(json.len());
+        buf.extend_from_slice(json.as_bytes());
+        let mut place = |part: &str| -> Span {
+            let span = match inside(json, part) {
+                Some(start) => (start, part.len()),
+                None => {
+                    let start = buf.len();
+                    buf.extend_from_slice(part.as_bytes());
+                    (start, part.len())
+                }
+            };
+            // Both fit: the total length was checked against u32 above.
+            Span {
+                start: u32::try_from(span.0).unwrap_or(u32::MAX),
+                len: u32::try_from(span.1).unwrap_or(0),
+            }
+        };
+        let uid = place(uid);
+        let resource_version = place(resource_version);
+        Ok(Self {
+            buf: buf.into_boxed_slice(),
+            json_len: u32::try_from(json.len()).unwrap_or(u32::MAX),
+            uid,
+            resource_version,
+        })
+    }
+
+    fn text(&self, span: Span) -> &str {
+        // The spans are char boundaries of `&str`s copied in whole, so this never fails.
+        self.buf
+            .get(span.range())
+            .and_then(|bytes| std::str::from_utf8(bytes).ok())
+            .unwrap_or_default()
+    }
+
     /// `metadata.uid`.
-    pub uid: Box<str>,
+    pub fn uid(&self) -> &str {
+        self.text(self.uid)
+    }
+
     /// `metadata.resourceVersion`.
-    pub resource_version: Box<str>,
+    pub fn resource_version(&self) -> &str {
+        self.text(self.resource_version)
+    }
+
     /// The raw JSON of the whole object, or of its `metadata` only for `metadataOnly` watches.
-    pub raw: Bytes,
+    pub fn raw(&self) -> &[u8] {
+        self.buf.get(..self.json_len as usize).unwrap_or_default()
+    }
+}
+
+/// Where `part` starts in `json` when it is a slice of it, checked by content so that a wrong
+/// guess can only cost a copy, never a wrong answer.
+fn inside(json: &str, part: &str) -> Option<usize> {
+    let offset = (part.as_ptr() as usize).checked_sub(json.as_ptr() as usize)?;
+    let end = offset.checked_add(part.len())?;
+    (json.get(offset..end) == Some(part)).then_some(offset)
 }
 
 /// The identity of a cached object as tests compare it with the API server.
@@ -205,8 +300,8 @@ impl Cache {
         fill_key(scratch, namespace, name);
         match objects.get_mut(scratch.as_str()) {
             Some(existing) => {
-                if existing.uid == object.uid
-                    && is_older(&object.resource_version, &existing.resource_version)
+                if existing.uid() == object.uid()
+                    && is_older(object.resource_version(), existing.resource_version())
                 {
                     return Ok(Applied::Unchanged);
                 }
@@ -296,7 +391,7 @@ impl Cache {
             store
                 .objects
                 .values()
-                .map(|o| (&*o.uid, &*o.resource_version)),
+                .map(|o| (o.uid(), o.resource_version())),
         );
         CacheView {
             key: (*self.key).clone(),
@@ -314,10 +409,10 @@ impl Cache {
             .map(|(key, o)| {
                 let (namespace, name) = key.split_once('/').unwrap_or(("", key));
                 ObjectIdentity {
-                    uid: o.uid.to_string(),
+                    uid: o.uid().to_owned(),
                     namespace: namespace.to_owned(),
                     name: name.to_owned(),
-                    resource_version: o.resource_version.to_string(),
+                    resource_version: o.resource_version().to_owned(),
                 }
             })
             .collect();
@@ -328,7 +423,10 @@ impl Cache {
     /// The raw bytes stored for an object, if cached.
     pub fn raw(&self, namespace: Option<&str>, name: &str) -> Option<Bytes> {
         let key = object_key(namespace, name);
-        lock(&self.store).objects.get(&key).map(|o| o.raw.clone())
+        lock(&self.store)
+            .objects
+            .get(&key)
+            .map(|o| Bytes::copy_from_slice(o.raw()))
     }
 
     /// Bytes held by the cached raw objects (an estimate of the cache's memory).
@@ -336,7 +434,7 @@ impl Cache {
         lock(&self.store)
             .objects
             .values()
-            .map(|o| o.raw.len() as u64)
+            .map(|o| o.raw().len() as u64)
             .sum()
     }
 }
@@ -364,11 +462,40 @@ mod tests {
     }
 
     fn obj(uid: &str, rv: &str) -> CachedObject {
-        CachedObject {
-            uid: uid.into(),
-            resource_version: rv.into(),
-            raw: Bytes::from_static(b"{}"),
-        }
+        CachedObject::new("{}", uid, rv).unwrap()
+    }
+
+    #[test]
+    fn uid_and_version_borrowed_from_the_json_are_not_copied() {
+        let json = r#"{"metadata":{"uid":"u-1","resourceVersion":"42"}}"#;
+        let uid = &json[20..23];
+        let rv = &json[44..46];
+        assert_eq!((uid, rv), ("u-1", "42"));
+        let object = CachedObject::new(json, uid, rv).unwrap();
+        assert_eq!(object.buf.len(), json.len());
+        assert_eq!(object.uid(), "u-1");
+        assert_eq!(object.resource_version(), "42");
+        assert_eq!(object.raw(), json.as_bytes());
+    }
+
+    #[test]
+    fn uid_and_version_not_in_the_json_are_kept_after_it() {
+        let object = CachedObject::new(r#"{"a":1}"#, "u\"x", "7").unwrap();
+        assert_eq!(object.buf.len(), 7 + 3 + 1);
+        assert_eq!(object.uid(), "u\"x");
+        assert_eq!(object.resource_version(), "7");
+        assert_eq!(object.raw(), br#"{"a":1}"#);
+        // An equal string elsewhere in memory is found by content, not mistaken by address.
+        let elsewhere = String::from("a");
+        let object = CachedObject::new(r#"{"a":1}"#, &elsewhere, "").unwrap();
+        assert_eq!(object.uid(), "a");
+        assert_eq!(object.resource_version(), "");
+    }
+
+    #[test]
+    fn an_entry_is_smaller_than_three_boxed_fields() {
+        // buf (16) + json_len (4) + two spans (16), against 2 boxed strings and Bytes (64).
+        assert!(std::mem::size_of::<CachedObject>() <= 40);
     }
 
     #[test]

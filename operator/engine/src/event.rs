@@ -4,7 +4,6 @@
 
 use std::borrow::Cow;
 
-use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -64,11 +63,12 @@ pub fn decode_object<'a>(
     } else {
         raw.get()
     };
-    let stored = CachedObject {
-        uid: meta.uid.as_deref().unwrap_or("").into(),
-        resource_version: meta.resource_version.as_deref().unwrap_or("").into(),
-        raw: Bytes::copy_from_slice(stored_json.as_bytes()),
-    };
+    let stored = CachedObject::new(
+        stored_json,
+        meta.uid.as_deref().unwrap_or(""),
+        meta.resource_version.as_deref().unwrap_or(""),
+    )
+    .map_err(serde::de::Error::custom)?;
     Ok(DecodedObject { meta, stored })
 }
 
@@ -177,9 +177,9 @@ mod tests {
         assert!(added);
         assert_eq!(object.meta.name, "a");
         assert_eq!(object.meta.namespace.as_deref(), Some("ns"));
-        assert_eq!(&*object.stored.uid, "u1");
-        assert_eq!(&*object.stored.resource_version, "7");
-        assert!(object.stored.raw.starts_with(br#"{"apiVersion""#));
+        assert_eq!(object.stored.uid(), "u1");
+        assert_eq!(object.stored.resource_version(), "7");
+        assert!(object.stored.raw().starts_with(br#"{"apiVersion""#));
     }
 
     #[test]
@@ -189,7 +189,7 @@ mod tests {
             panic!("not an upsert");
         };
         assert_eq!(
-            &object.stored.raw[..],
+            object.stored.raw(),
             br#"{"name":"a","uid":"u1","resourceVersion":"8"}"#
         );
     }
@@ -246,8 +246,8 @@ mod tests {
                 };
                 prop_assert_eq!(&*object.meta.name, name.as_str());
                 prop_assert_eq!(object.meta.namespace.as_deref(), Some(ns.as_str()));
-                prop_assert_eq!(&*object.stored.uid, uid.as_str());
-                prop_assert_eq!(&*object.stored.resource_version, rv.as_str());
+                prop_assert_eq!(object.stored.uid(), uid.as_str());
+                prop_assert_eq!(object.stored.resource_version(), rv.as_str());
             }
         }
     }
