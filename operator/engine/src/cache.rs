@@ -1,9 +1,10 @@
 //! The compact object cache of one watch: raw JSON bytes plus the few parsed fields the engine
-//! needs (uid, resourceVersion), keyed by namespace/name. No `serde_json::Value` trees.
+//! needs (namespace, name, uid, resourceVersion) as ranges of those bytes, in a hash table keyed
+//! by namespace/name. No `serde_json::Value` trees, and one allocation per object.
 //!
 //! A pool's caches share one [`ObjectBudget`] that enforces `limits.maxObjects` across the pool.
 
-use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -63,17 +64,21 @@ impl ObjectBudget {
     }
 }
 
-/// One cached object, held in a single allocation: the stored JSON, followed by the uid and
-/// resourceVersion only when they are not found verbatim inside it (a JSON string with escapes).
-/// Separate boxed strings for uid and resourceVersion would cost two more allocations and 32 B
-/// of pointers per object, which is a fifth of a `metadataOnly` entry.
+/// One cached object, held in a single allocation: the stored JSON, followed by the namespace,
+/// name, uid and resourceVersion only when they are not found verbatim inside it (a JSON string
+/// with escapes). Separate boxed strings for them would cost four more allocations and 64 B of
+/// pointers per object, as much as the whole `metadata` of a small object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CachedObject {
     buf: Box<[u8]>,
     json_len: u32,
-    uid: Span,
-    resource_version: Span,
+    spans: [Span; 4],
 }
+
+const NAMESPACE: usize = 0;
+const NAME: usize = 1;
+const UID: usize = 2;
+const RESOURCE_VERSION: usize = 3;
 
 /// A range of [`CachedObject::buf`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,66 +103,170 @@ pub struct ObjectTooLarge {
     pub len: usize,
 }
 
+/// The fields of an object that the cache keeps beside its JSON.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ObjectFields<'a> {
+    /// `metadata.namespace`, `None` for cluster-scoped objects.
+    pub namespace: Option<&'a str>,
+    /// `metadata.name`.
+    pub name: &'a str,
+    /// `metadata.uid`.
+    pub uid: &'a str,
+    /// `metadata.resourceVersion`.
+    pub resource_version: &'a str,
+}
+
 impl CachedObject {
-    /// An entry storing `json`, whose `metadata.uid` and `metadata.resourceVersion` are `uid`
-    /// and `resource_version`. When those are slices of `json` (as the decoder borrows them)
-    /// the entry points into `json` instead of copying them.
-    pub fn new(json: &str, uid: &str, resource_version: &str) -> Result<Self, ObjectTooLarge> {
-        let too_large = ObjectTooLarge {
-            len: json.len() + uid.len() + resource_version.len(),
-        };
-        let limit = u32::MAX as usize;
-        if too_large.len > limit {
-            return Err(too_large);
+    /// An entry storing `json` with its `fields`. Fields that are slices of `json` (as the
+    /// decoder borrows them) are kept as ranges of it instead of copies.
+    pub fn new(json: &str, fields: ObjectFields<'_>) -> Result<Self, ObjectTooLarge> {
+        let parts = [
+            fields.namespace.unwrap_or(""),
+            fields.name,
+            fields.uid,
+            fields.resource_version,
+        ];
+        let len = json.len() + parts.iter().map(|p| p.len()).sum::<usize>();
+        if u32::try_from(len).is_err() {
+            return Err(ObjectTooLarge { len });
         }
         let mut buf = Vec::with_capacity(json.len());
         buf.extend_from_slice(json.as_bytes());
-        let mut place = |part: &str| -> Span {
-            let span = match inside(json, part) {
-                Some(start) => (start, part.len()),
+        // Every offset and length fits in u32: the total was checked above.
+        let to_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let spans = parts.map(|part| {
+            let start = match inside(json, part) {
+                Some(start) => start,
                 None => {
                     let start = buf.len();
                     buf.extend_from_slice(part.as_bytes());
-                    (start, part.len())
+                    start
                 }
             };
-            // Both fit: the total length was checked against u32 above.
             Span {
-                start: u32::try_from(span.0).unwrap_or(u32::MAX),
-                len: u32::try_from(span.1).unwrap_or(0),
+                start: to_u32(start),
+                len: to_u32(part.len()),
             }
-        };
-        let uid = place(uid);
-        let resource_version = place(resource_version);
+        });
         Ok(Self {
             buf: buf.into_boxed_slice(),
-            json_len: u32::try_from(json.len()).unwrap_or(u32::MAX),
-            uid,
-            resource_version,
+            json_len: to_u32(json.len()),
+            spans,
         })
     }
 
-    fn text(&self, span: Span) -> &str {
+    fn text(&self, field: usize) -> &str {
         // The spans are char boundaries of `&str`s copied in whole, so this never fails.
-        self.buf
-            .get(span.range())
+        self.spans
+            .get(field)
+            .and_then(|span| self.buf.get(span.range()))
             .and_then(|bytes| std::str::from_utf8(bytes).ok())
             .unwrap_or_default()
     }
 
+    /// `metadata.namespace`, empty for cluster-scoped objects.
+    pub fn namespace(&self) -> &str {
+        self.text(NAMESPACE)
+    }
+
+    /// `metadata.name`.
+    pub fn name(&self) -> &str {
+        self.text(NAME)
+    }
+
     /// `metadata.uid`.
     pub fn uid(&self) -> &str {
-        self.text(self.uid)
+        self.text(UID)
     }
 
     /// `metadata.resourceVersion`.
     pub fn resource_version(&self) -> &str {
-        self.text(self.resource_version)
+        self.text(RESOURCE_VERSION)
     }
 
     /// The raw JSON of the whole object, or of its `metadata` only for `metadataOnly` watches.
     pub fn raw(&self) -> &[u8] {
         self.buf.get(..self.json_len as usize).unwrap_or_default()
+    }
+
+    fn is(&self, namespace: &str, name: &str) -> bool {
+        self.name() == name && self.namespace() == namespace
+    }
+}
+
+/// Objects keyed by namespace and name, each keeping its own key inside its allocation (a
+/// `HashMap<String, _>` would add a key allocation per object). `hashbrown::HashTable` is the
+/// table with caller-supplied hashing that std does not expose.
+#[derive(Clone, Debug, Default)]
+pub struct ObjectSet {
+    table: hashbrown::HashTable<CachedObject>,
+    hasher: RandomState,
+}
+
+impl ObjectSet {
+    fn hash(&self, namespace: &str, name: &str) -> u64 {
+        // The separator cannot occur in either (DNS names), and keeps ("a/b", "c") apart from
+        // ("a", "b/c") in any case.
+        self.hasher.hash_one((namespace, '/', name))
+    }
+
+    /// Number of objects.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// The object `namespace`/`name` (namespace `""` for cluster-scoped objects).
+    pub fn get(&self, namespace: &str, name: &str) -> Option<&CachedObject> {
+        let hash = self.hash(namespace, name);
+        self.table.find(hash, |o| o.is(namespace, name))
+    }
+
+    /// True when `namespace`/`name` is present.
+    pub fn contains(&self, namespace: &str, name: &str) -> bool {
+        self.get(namespace, name).is_some()
+    }
+
+    /// Inserts `object`, replacing the object of the same namespace and name; returns that one.
+    pub fn insert(&mut self, object: CachedObject) -> Option<CachedObject> {
+        let hash = self.hash(object.namespace(), object.name());
+        let hasher = &self.hasher;
+        match self.table.entry(
+            hash,
+            |o| o.is(object.namespace(), object.name()),
+            |o| hasher.hash_one((o.namespace(), '/', o.name())),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(mut entry) => {
+                Some(std::mem::replace(entry.get_mut(), object))
+            }
+            hashbrown::hash_table::Entry::Vacant(entry) => {
+                entry.insert(object);
+                None
+            }
+        }
+    }
+
+    /// Removes and returns the object `namespace`/`name`.
+    pub fn remove(&mut self, namespace: &str, name: &str) -> Option<CachedObject> {
+        let hash = self.hash(namespace, name);
+        self.table
+            .find_entry(hash, |o| o.is(namespace, name))
+            .ok()
+            .map(|entry| entry.remove().0)
+    }
+
+    /// Removes everything.
+    pub fn clear(&mut self) {
+        self.table.clear();
+    }
+
+    /// The objects, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &CachedObject> {
+        self.table.iter()
     }
 }
 
@@ -182,16 +291,6 @@ pub struct ObjectIdentity {
     pub resource_version: String,
 }
 
-/// Key of a cached object: `namespace/name` (`/name` when cluster-scoped).
-pub(crate) fn object_key(namespace: Option<&str>, name: &str) -> Box<str> {
-    let ns = namespace.unwrap_or("");
-    let mut key = String::with_capacity(ns.len() + 1 + name.len());
-    key.push_str(ns);
-    key.push('/');
-    key.push_str(name);
-    key.into_boxed_str()
-}
-
 /// The cache was refused an object because the pool is at `limits.maxObjects`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the pool would cache more than {max} objects")]
@@ -213,30 +312,16 @@ pub enum Applied {
     Unchanged,
 }
 
-#[derive(Debug, Default)]
-struct Store {
-    objects: HashMap<Box<str>, CachedObject>,
-    /// Reused buffer for lookup keys: an event allocates no key unless it adds an object.
-    scratch: String,
-}
-
-fn fill_key(buffer: &mut String, namespace: Option<&str>, name: &str) {
-    buffer.clear();
-    buffer.push_str(namespace.unwrap_or(""));
-    buffer.push('/');
-    buffer.push_str(name);
-}
-
 /// The cache of one watch. Cheap to clone (shared); locks are never held across an await.
 #[derive(Clone, Debug)]
 pub struct Cache {
     key: Arc<WatchKey>,
-    store: Arc<Mutex<Store>>,
+    store: Arc<Mutex<ObjectSet>>,
     budget: Arc<ObjectBudget>,
     changes: Option<Arc<tokio::sync::watch::Sender<u64>>>,
 }
 
-fn lock(store: &Mutex<Store>) -> MutexGuard<'_, Store> {
+fn lock(store: &Mutex<ObjectSet>) -> MutexGuard<'_, ObjectSet> {
     store.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -254,7 +339,7 @@ impl Cache {
     pub fn new(key: WatchKey, budget: Arc<ObjectBudget>) -> Self {
         Self {
             key: Arc::new(key),
-            store: Arc::new(Mutex::new(Store::default())),
+            store: Arc::new(Mutex::new(ObjectSet::default())),
             budget,
             changes: None,
         }
@@ -280,7 +365,7 @@ impl Cache {
 
     /// Number of cached objects.
     pub fn len(&self) -> u64 {
-        lock(&self.store).objects.len() as u64
+        lock(&self.store).len() as u64
     }
 
     /// True when nothing is cached.
@@ -289,49 +374,33 @@ impl Cache {
     }
 
     /// Applies an ADDED or MODIFIED event.
-    pub fn upsert(
-        &self,
-        namespace: Option<&str>,
-        name: &str,
-        object: CachedObject,
-    ) -> Result<Applied, TooManyObjects> {
-        let mut guard = lock(&self.store);
-        let Store { objects, scratch } = &mut *guard;
-        fill_key(scratch, namespace, name);
-        match objects.get_mut(scratch.as_str()) {
-            Some(existing) => {
-                if existing.uid() == object.uid()
-                    && is_older(object.resource_version(), existing.resource_version())
-                {
-                    return Ok(Applied::Unchanged);
-                }
-                *existing = object;
-                drop(guard);
-                self.signal_change();
-                Ok(Applied::Modified)
+    pub fn upsert(&self, object: CachedObject) -> Result<Applied, TooManyObjects> {
+        let mut objects = lock(&self.store);
+        if let Some(existing) = objects.get(object.namespace(), object.name()) {
+            if existing.uid() == object.uid()
+                && is_older(object.resource_version(), existing.resource_version())
+            {
+                return Ok(Applied::Unchanged);
             }
-            None => {
-                if !self.budget.try_take(1) {
-                    return Err(TooManyObjects {
-                        max: self.budget.max(),
-                    });
-                }
-                let key: Box<str> = scratch.as_str().into();
-                objects.insert(key, object);
-                drop(guard);
-                self.signal_change();
-                Ok(Applied::Added)
-            }
+            objects.insert(object);
+            drop(objects);
+            self.signal_change();
+            return Ok(Applied::Modified);
         }
+        if !self.budget.try_take(1) {
+            return Err(TooManyObjects {
+                max: self.budget.max(),
+            });
+        }
+        objects.insert(object);
+        drop(objects);
+        self.signal_change();
+        Ok(Applied::Added)
     }
 
     /// Applies a DELETED event.
     pub fn remove(&self, namespace: Option<&str>, name: &str) -> Applied {
-        let mut guard = lock(&self.store);
-        let Store { objects, scratch } = &mut *guard;
-        fill_key(scratch, namespace, name);
-        let removed = objects.remove(scratch.as_str());
-        drop(guard);
+        let removed = lock(&self.store).remove(namespace.unwrap_or(""), name);
         match removed {
             Some(_) => {
                 self.budget.give_back(1);
@@ -344,9 +413,9 @@ impl Cache {
     /// Replaces the whole content with a fresh list. Returns how many cached objects vanished
     /// (the deletes a consumer would see). Refused, leaving the cache as it was, when the new
     /// content would put the pool over its cap.
-    pub fn replace(&self, objects: HashMap<Box<str>, CachedObject>) -> Result<u64, TooManyObjects> {
+    pub fn replace(&self, objects: ObjectSet) -> Result<u64, TooManyObjects> {
         let mut store = lock(&self.store);
-        let old_len = store.objects.len() as u64;
+        let old_len = store.len() as u64;
         let new_len = objects.len() as u64;
         if new_len > old_len {
             if !self.budget.try_take(new_len - old_len) {
@@ -358,11 +427,10 @@ impl Cache {
             self.budget.give_back(old_len - new_len);
         }
         let vanished = store
-            .objects
-            .keys()
-            .filter(|key| !objects.contains_key(*key))
+            .iter()
+            .filter(|o| !objects.contains(o.namespace(), o.name()))
             .count() as u64;
-        store.objects = objects;
+        *store = objects;
         drop(store);
         self.signal_change();
         Ok(vanished)
@@ -378,24 +446,18 @@ impl Cache {
     /// Empties the cache and returns its objects to the pool's budget.
     pub fn clear(&self) {
         let mut store = lock(&self.store);
-        let n = store.objects.len() as u64;
-        store.objects = HashMap::new();
-        store.scratch = String::new();
+        let n = store.len() as u64;
+        *store = ObjectSet::default();
         self.budget.give_back(n);
     }
 
     /// Count and digest of the cached (uid, resourceVersion) pairs.
     pub fn view(&self) -> CacheView {
         let store = lock(&self.store);
-        let digest = digest(
-            store
-                .objects
-                .values()
-                .map(|o| (o.uid(), o.resource_version())),
-        );
+        let digest = digest(store.iter().map(|o| (o.uid(), o.resource_version())));
         CacheView {
             key: (*self.key).clone(),
-            count: store.objects.len() as u64,
+            count: store.len() as u64,
             digest,
         }
     }
@@ -404,16 +466,12 @@ impl Cache {
     pub fn identities(&self) -> Vec<ObjectIdentity> {
         let store = lock(&self.store);
         let mut out: Vec<ObjectIdentity> = store
-            .objects
             .iter()
-            .map(|(key, o)| {
-                let (namespace, name) = key.split_once('/').unwrap_or(("", key));
-                ObjectIdentity {
-                    uid: o.uid().to_owned(),
-                    namespace: namespace.to_owned(),
-                    name: name.to_owned(),
-                    resource_version: o.resource_version().to_owned(),
-                }
+            .map(|o| ObjectIdentity {
+                uid: o.uid().to_owned(),
+                namespace: o.namespace().to_owned(),
+                name: o.name().to_owned(),
+                resource_version: o.resource_version().to_owned(),
             })
             .collect();
         out.sort();
@@ -422,20 +480,14 @@ impl Cache {
 
     /// The raw bytes stored for an object, if cached.
     pub fn raw(&self, namespace: Option<&str>, name: &str) -> Option<Bytes> {
-        let key = object_key(namespace, name);
         lock(&self.store)
-            .objects
-            .get(&key)
+            .get(namespace.unwrap_or(""), name)
             .map(|o| Bytes::copy_from_slice(o.raw()))
     }
 
     /// Bytes held by the cached raw objects (an estimate of the cache's memory).
     pub fn raw_bytes(&self) -> u64 {
-        lock(&self.store)
-            .objects
-            .values()
-            .map(|o| o.raw().len() as u64)
-            .sum()
+        lock(&self.store).iter().map(|o| o.raw().len() as u64).sum()
     }
 }
 
@@ -461,8 +513,23 @@ mod tests {
         }
     }
 
-    fn obj(uid: &str, rv: &str) -> CachedObject {
-        CachedObject::new("{}", uid, rv).unwrap()
+    fn obj(namespace: Option<&str>, name: &str, uid: &str, rv: &str) -> CachedObject {
+        let fields = ObjectFields {
+            namespace,
+            name,
+            uid,
+            resource_version: rv,
+        };
+        CachedObject::new("{}", fields).unwrap()
+    }
+
+    fn fields<'a>(uid: &'a str, rv: &'a str) -> ObjectFields<'a> {
+        ObjectFields {
+            namespace: Some("ns"),
+            name: "n",
+            uid,
+            resource_version: rv,
+        }
     }
 
     #[test]
@@ -471,7 +538,16 @@ mod tests {
         let uid = &json[20..23];
         let rv = &json[44..46];
         assert_eq!((uid, rv), ("u-1", "42"));
-        let object = CachedObject::new(json, uid, rv).unwrap();
+        let object = CachedObject::new(
+            json,
+            ObjectFields {
+                namespace: None,
+                name: "",
+                uid,
+                resource_version: rv,
+            },
+        )
+        .unwrap();
         assert_eq!(object.buf.len(), json.len());
         assert_eq!(object.uid(), "u-1");
         assert_eq!(object.resource_version(), "42");
@@ -480,22 +556,42 @@ mod tests {
 
     #[test]
     fn uid_and_version_not_in_the_json_are_kept_after_it() {
-        let object = CachedObject::new(r#"{"a":1}"#, "u\"x", "7").unwrap();
-        assert_eq!(object.buf.len(), 7 + 3 + 1);
+        let object = CachedObject::new(r#"{"a":1}"#, fields("u\"x", "7")).unwrap();
+        // "ns" and "n" are not in the JSON either.
+        assert_eq!(object.buf.len(), 7 + 2 + 1 + 3 + 1);
+        assert_eq!((object.namespace(), object.name()), ("ns", "n"));
         assert_eq!(object.uid(), "u\"x");
         assert_eq!(object.resource_version(), "7");
         assert_eq!(object.raw(), br#"{"a":1}"#);
         // An equal string elsewhere in memory is found by content, not mistaken by address.
         let elsewhere = String::from("a");
-        let object = CachedObject::new(r#"{"a":1}"#, &elsewhere, "").unwrap();
+        let object = CachedObject::new(r#"{"a":1}"#, fields(&elsewhere, "")).unwrap();
         assert_eq!(object.uid(), "a");
         assert_eq!(object.resource_version(), "");
     }
 
     #[test]
-    fn an_entry_is_smaller_than_three_boxed_fields() {
-        // buf (16) + json_len (4) + two spans (16), against 2 boxed strings and Bytes (64).
-        assert!(std::mem::size_of::<CachedObject>() <= 40);
+    fn an_entry_is_smaller_than_its_fields_boxed() {
+        // buf (16) + json_len (4) + four spans (32), against a boxed key, two boxed strings and
+        // Bytes (80).
+        assert!(std::mem::size_of::<CachedObject>() <= 56);
+    }
+
+    #[test]
+    fn objects_are_found_by_namespace_and_name_and_replaced_in_place() {
+        let mut set = ObjectSet::default();
+        assert!(set.insert(obj(Some("a"), "x", "1", "1")).is_none());
+        assert!(set.insert(obj(Some("b"), "x", "2", "1")).is_none());
+        assert!(set.insert(obj(None, "x", "3", "1")).is_none());
+        let old = set.insert(obj(Some("a"), "x", "1", "2")).unwrap();
+        assert_eq!(old.resource_version(), "1");
+        assert_eq!(set.len(), 3);
+        assert_eq!(set.get("a", "x").unwrap().resource_version(), "2");
+        assert_eq!(set.get("", "x").unwrap().uid(), "3");
+        assert!(set.get("a/x", "").is_none() && set.get("a", "y").is_none());
+        assert_eq!(set.remove("b", "x").unwrap().uid(), "2");
+        assert!(!set.contains("b", "x"));
+        assert_eq!(set.len(), 2);
     }
 
     #[test]
@@ -503,24 +599,24 @@ mod tests {
         let budget = Arc::new(ObjectBudget::new(2));
         let a = Cache::new(key(), budget.clone());
         let b = Cache::new(key(), budget.clone());
-        assert_eq!(a.upsert(Some("ns"), "x", obj("1", "1")), Ok(Applied::Added));
-        assert_eq!(b.upsert(Some("ns"), "y", obj("2", "2")), Ok(Applied::Added));
-        assert!(b.upsert(Some("ns"), "z", obj("3", "3")).is_err());
+        assert_eq!(a.upsert(obj(Some("ns"), "x", "1", "1")), Ok(Applied::Added));
+        assert_eq!(b.upsert(obj(Some("ns"), "y", "2", "2")), Ok(Applied::Added));
+        assert!(b.upsert(obj(Some("ns"), "z", "3", "3")).is_err());
         assert_eq!(b.remove(Some("ns"), "y"), Applied::Deleted);
         assert_eq!(budget.used(), 1);
-        assert_eq!(b.upsert(Some("ns"), "z", obj("3", "3")), Ok(Applied::Added));
+        assert_eq!(b.upsert(obj(Some("ns"), "z", "3", "3")), Ok(Applied::Added));
     }
 
     #[test]
     fn older_versions_never_replace_newer_ones() {
         let cache = Cache::new(key(), Arc::new(ObjectBudget::new(10)));
-        cache.upsert(None, "x", obj("1", "10")).ok();
+        cache.upsert(obj(None, "x", "1", "10")).ok();
         assert_eq!(
-            cache.upsert(None, "x", obj("1", "9")),
+            cache.upsert(obj(None, "x", "1", "9")),
             Ok(Applied::Unchanged)
         );
         assert_eq!(
-            cache.upsert(None, "x", obj("1", "11")),
+            cache.upsert(obj(None, "x", "1", "11")),
             Ok(Applied::Modified)
         );
         assert_eq!(cache.identities()[0].resource_version, "11");
@@ -530,10 +626,10 @@ mod tests {
     fn replace_counts_vanished_objects_and_adjusts_budget() {
         let budget = Arc::new(ObjectBudget::new(10));
         let cache = Cache::new(key(), budget.clone());
-        cache.upsert(Some("a"), "x", obj("1", "1")).ok();
-        cache.upsert(Some("a"), "y", obj("2", "2")).ok();
-        let mut fresh = HashMap::new();
-        fresh.insert(object_key(Some("a"), "y"), obj("2", "3"));
+        cache.upsert(obj(Some("a"), "x", "1", "1")).ok();
+        cache.upsert(obj(Some("a"), "y", "2", "2")).ok();
+        let mut fresh = ObjectSet::default();
+        fresh.insert(obj(Some("a"), "y", "2", "3"));
         assert_eq!(cache.replace(fresh), Ok(1));
         assert_eq!(budget.used(), 1);
         assert_eq!(cache.view().digest, digest([("2", "3")]));
@@ -573,15 +669,15 @@ mod tests {
                 for op in ops {
                     match op {
                         Op::Upsert(c, n, rv) => {
-                            let _ = caches[usize::from(c)].upsert(Some("ns"), &format!("o{n}"), obj(&format!("u{n}"), &rv.to_string()));
+                            let _ = caches[usize::from(c)].upsert(obj(Some("ns"), &format!("o{n}"), &format!("u{n}"), &rv.to_string()));
                         }
                         Op::Remove(c, n) => {
                             caches[usize::from(c)].remove(Some("ns"), &format!("o{n}"));
                         }
                         Op::Replace(items) => {
-                            let mut by_cache: [HashMap<Box<str>, CachedObject>; 2] = [HashMap::new(), HashMap::new()];
+                            let mut by_cache: [ObjectSet; 2] = [ObjectSet::default(), ObjectSet::default()];
                             for (c, n) in items {
-                                by_cache[usize::from(c)].insert(object_key(Some("ns"), &format!("o{n}")), obj(&format!("u{n}"), "1"));
+                                by_cache[usize::from(c)].insert(obj(Some("ns"), &format!("o{n}"), &format!("u{n}"), "1"));
                             }
                             let [a, b] = by_cache;
                             let _ = caches[0].replace(a);

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::cache::CachedObject;
+use crate::cache::{CachedObject, ObjectFields};
 use crate::request::ApiStatus;
 
 /// The metadata the cache needs, borrowed from the line where possible.
@@ -63,12 +63,13 @@ pub fn decode_object<'a>(
     } else {
         raw.get()
     };
-    let stored = CachedObject::new(
-        stored_json,
-        meta.uid.as_deref().unwrap_or(""),
-        meta.resource_version.as_deref().unwrap_or(""),
-    )
-    .map_err(serde::de::Error::custom)?;
+    let fields = ObjectFields {
+        namespace: meta.namespace.as_deref(),
+        name: &meta.name,
+        uid: meta.uid.as_deref().unwrap_or(""),
+        resource_version: meta.resource_version.as_deref().unwrap_or(""),
+    };
+    let stored = CachedObject::new(stored_json, fields).map_err(serde::de::Error::custom)?;
     Ok(DecodedObject { meta, stored })
 }
 

@@ -22,7 +22,6 @@
 //! the cache and drops what vanished) bounds that staleness; leave it off where a rewind cannot
 //! happen.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -33,7 +32,7 @@ use tokio::sync::watch;
 use watchpool_api::{BackoffConfig, ErrorReason, LimitsConfig, TargetState, TimeoutsConfig};
 
 use crate::backoff::Backoff;
-use crate::cache::{Applied, Cache, CachedObject, TooManyObjects, object_key};
+use crate::cache::{Applied, Cache, ObjectSet, TooManyObjects};
 use crate::cpu::CpuMeter;
 use crate::crds::CrdSignal;
 use crate::decode::{BodyLines, BodyLinesError};
@@ -320,7 +319,7 @@ impl Watcher {
         }
         let target = &self.key.target;
         let request = Request::new(resolved.collection_path.as_str());
-        let mut objects: HashMap<Box<str>, CachedObject> = HashMap::new();
+        let mut objects = ObjectSet::default();
         let mut continue_token: Option<String> = None;
         let mut list_rv: Option<String> = None;
         let mut restarted = false;
@@ -376,8 +375,7 @@ impl Watcher {
             for item in page.items.unwrap_or_default() {
                 match decode_object(item, target.metadata_only) {
                     Ok(object) => {
-                        let key = object_key(object.meta.namespace.as_deref(), &object.meta.name);
-                        objects.insert(key, object.stored);
+                        objects.insert(object.stored);
                     }
                     Err(_) => decode_errors += 1,
                 }
@@ -587,15 +585,11 @@ impl Watcher {
             let now = SystemTime::now();
             match event {
                 WatchEvent::Upsert { object, .. } => {
-                    let (ns, name) = (object.meta.namespace, object.meta.name);
                     set_rv(&mut self.resource_version, object.stored.resource_version());
-                    let applied = self
-                        .cache
-                        .upsert(ns.as_deref(), &name, object.stored)
-                        .map_err(|e| {
-                            self.cache.clear();
-                            Failure::too_many(e)
-                        })?;
+                    let applied = self.cache.upsert(object.stored).map_err(|e| {
+                        self.cache.clear();
+                        Failure::too_many(e)
+                    })?;
                     let objects = self.cache.len();
                     let rv = &self.resource_version;
                     self.hub.update(&self.slot, |h| {
