@@ -64,42 +64,35 @@ impl ObjectBudget {
     }
 }
 
-/// One cached object, held in a single allocation: the stored JSON, followed by the namespace,
-/// name, uid and resourceVersion only when they are not found verbatim inside it (a JSON string
-/// with escapes). Separate boxed strings for them would cost four more allocations and 64 B of
-/// pointers per object, as much as the whole `metadata` of a small object.
+/// One cached object, held in a single allocation that is all the hash table points to: a
+/// small header, the stored JSON, then the namespace, name, uid and resourceVersion only when
+/// they are not found verbatim inside the JSON (a JSON string with escapes). The header holds
+/// where each of those fields is.
+///
+/// Separate boxed strings for the fields would cost four more allocations and 64 B of pointers
+/// per object, and a wider table entry costs its width again in every empty slot of the table:
+/// for a `metadataOnly` object either is as much as its whole `metadata`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CachedObject {
     buf: Box<[u8]>,
-    json_len: u32,
-    spans: [Span; 4],
 }
 
 const NAMESPACE: usize = 0;
 const NAME: usize = 1;
 const UID: usize = 2;
 const RESOURCE_VERSION: usize = 3;
+const FIELDS: usize = 4;
+/// Header: the JSON's length (u32), then each field's start (u32) and length (u16), little
+/// endian.
+const HEADER: usize = 4 + FIELDS * 4 + FIELDS * 2;
 
-/// A range of [`CachedObject::buf`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Span {
-    start: u32,
-    len: u32,
-}
-
-impl Span {
-    fn range(self) -> std::ops::Range<usize> {
-        let start = self.start as usize;
-        start..start + self.len as usize
-    }
-}
-
-/// The object is larger than a cache entry can address (4 GiB), far beyond any event size
-/// limit; refused rather than truncated.
+/// The object cannot be cached in this compact form: larger than 4 GiB in all, or a field
+/// (namespace, name, uid, resourceVersion) longer than 64 KiB, all far beyond what the API
+/// server allows. Refused rather than truncated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("an object of {len} bytes is too large to cache")]
+#[error("an object of {len} bytes (or one of its metadata fields) is too large to cache")]
 pub struct ObjectTooLarge {
-    /// The object's size.
+    /// The object's size with its fields.
     pub len: usize,
 }
 
@@ -126,40 +119,64 @@ impl CachedObject {
             fields.uid,
             fields.resource_version,
         ];
-        let len = json.len() + parts.iter().map(|p| p.len()).sum::<usize>();
+        let len = HEADER + json.len() + parts.iter().map(|p| p.len()).sum::<usize>();
+        let too_large = ObjectTooLarge { len };
+        let json_len = u32::try_from(json.len()).map_err(|_| too_large)?;
         if u32::try_from(len).is_err() {
-            return Err(ObjectTooLarge { len });
+            return Err(too_large);
         }
-        let mut buf = Vec::with_capacity(json.len());
-        buf.extend_from_slice(json.as_bytes());
-        // Every offset and length fits in u32: the total was checked above.
-        let to_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-        let spans = parts.map(|part| {
+        let mut starts = [0u32; FIELDS];
+        let mut lens = [0u16; FIELDS];
+        let mut extra = 0usize;
+        for (i, part) in parts.iter().enumerate() {
+            lens[i] = u16::try_from(part.len()).map_err(|_| too_large)?;
             let start = match inside(json, part) {
-                Some(start) => start,
+                Some(offset) => HEADER + offset,
                 None => {
-                    let start = buf.len();
-                    buf.extend_from_slice(part.as_bytes());
-                    start
+                    extra += part.len();
+                    HEADER + json.len() + extra - part.len()
                 }
             };
-            Span {
-                start: to_u32(start),
-                len: to_u32(part.len()),
+            // Below `len`, which fits in u32.
+            starts[i] = u32::try_from(start).unwrap_or(u32::MAX);
+        }
+        let mut buf = Vec::with_capacity(HEADER + json.len() + extra);
+        buf.extend_from_slice(&json_len.to_le_bytes());
+        for start in starts {
+            buf.extend_from_slice(&start.to_le_bytes());
+        }
+        for len in lens {
+            buf.extend_from_slice(&len.to_le_bytes());
+        }
+        buf.extend_from_slice(json.as_bytes());
+        for part in parts {
+            if inside(json, part).is_none() {
+                buf.extend_from_slice(part.as_bytes());
             }
-        });
+        }
         Ok(Self {
             buf: buf.into_boxed_slice(),
-            json_len: to_u32(json.len()),
-            spans,
         })
     }
 
+    fn u32_at(&self, at: usize) -> usize {
+        self.buf
+            .get(at..at + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(0, |b| u32::from_le_bytes(b) as usize)
+    }
+
     fn text(&self, field: usize) -> &str {
-        // The spans are char boundaries of `&str`s copied in whole, so this never fails.
-        self.spans
-            .get(field)
-            .and_then(|span| self.buf.get(span.range()))
+        let start = self.u32_at(4 + field * 4);
+        let at = 4 + FIELDS * 4 + field * 2;
+        let len = self
+            .buf
+            .get(at..at + 2)
+            .and_then(|b| <[u8; 2]>::try_from(b).ok())
+            .map_or(0, |b| usize::from(u16::from_le_bytes(b)));
+        // The ranges are char boundaries of `&str`s copied in whole, so this never fails.
+        self.buf
+            .get(start..start + len)
             .and_then(|bytes| std::str::from_utf8(bytes).ok())
             .unwrap_or_default()
     }
@@ -186,7 +203,8 @@ impl CachedObject {
 
     /// The raw JSON of the whole object, or of its `metadata` only for `metadataOnly` watches.
     pub fn raw(&self) -> &[u8] {
-        self.buf.get(..self.json_len as usize).unwrap_or_default()
+        let len = self.u32_at(0);
+        self.buf.get(HEADER..HEADER + len).unwrap_or_default()
     }
 
     fn is(&self, namespace: &str, name: &str) -> bool {
@@ -548,7 +566,7 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(object.buf.len(), json.len());
+        assert_eq!(object.buf.len(), HEADER + json.len());
         assert_eq!(object.uid(), "u-1");
         assert_eq!(object.resource_version(), "42");
         assert_eq!(object.raw(), json.as_bytes());
@@ -558,7 +576,7 @@ mod tests {
     fn uid_and_version_not_in_the_json_are_kept_after_it() {
         let object = CachedObject::new(r#"{"a":1}"#, fields("u\"x", "7")).unwrap();
         // "ns" and "n" are not in the JSON either.
-        assert_eq!(object.buf.len(), 7 + 2 + 1 + 3 + 1);
+        assert_eq!(object.buf.len(), HEADER + 7 + 2 + 1 + 3 + 1);
         assert_eq!((object.namespace(), object.name()), ("ns", "n"));
         assert_eq!(object.uid(), "u\"x");
         assert_eq!(object.resource_version(), "7");
@@ -571,10 +589,15 @@ mod tests {
     }
 
     #[test]
-    fn an_entry_is_smaller_than_its_fields_boxed() {
-        // buf (16) + json_len (4) + four spans (32), against a boxed key, two boxed strings and
-        // Bytes (80).
-        assert!(std::mem::size_of::<CachedObject>() <= 56);
+    fn an_entry_is_one_pointer_and_long_fields_are_refused() {
+        // The table holds a boxed slice (16 B), against a boxed key, two boxed strings and
+        // Bytes (80 B).
+        assert_eq!(std::mem::size_of::<CachedObject>(), 16);
+        let long = "x".repeat(70_000);
+        let refused = CachedObject::new("{}", fields(&long, "1"));
+        assert!(refused.is_err());
+        let json = format!(r#"{{"uid":"{long}"}}"#);
+        assert!(CachedObject::new(&json, fields(&json[8..8 + long.len()], "1")).is_err());
     }
 
     #[test]

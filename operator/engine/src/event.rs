@@ -249,6 +249,25 @@ mod tests {
                 prop_assert_eq!(object.meta.namespace.as_deref(), Some(ns.as_str()));
                 prop_assert_eq!(object.stored.uid(), uid.as_str());
                 prop_assert_eq!(object.stored.resource_version(), rv.as_str());
+                prop_assert_eq!(object.stored.name(), name.as_str());
+                prop_assert_eq!(object.stored.namespace(), ns.as_str());
+            }
+
+            /// Escaped strings are unescaped by the decoder, so the cache keeps a copy of them
+            /// after the JSON and still answers with the decoded text.
+            #[test]
+            fn escaped_metadata_is_kept_decoded(name in "[a-z]{1,10}", rv in "[0-9]{1,6}") {
+                let line = format!(r#"{{"type":"ADDED","object":{{"metadata":{{"name":"\u0061{name}","uid":"u\"1","resourceVersion":"{rv}"}}}}}}"#);
+                let Ok(WatchEvent::Upsert { object, .. }) = decode_event(line.as_bytes(), true) else {
+                    return Err(TestCaseError::fail("not an upsert"));
+                };
+                let expected = format!("a{name}");
+                prop_assert_eq!(object.stored.name(), expected.as_str());
+                prop_assert_eq!(object.stored.uid(), "u\"1");
+                prop_assert_eq!(object.stored.namespace(), "");
+                prop_assert_eq!(object.stored.resource_version(), rv.as_str());
+                let starts_with_name = object.stored.raw().starts_with(br#"{"name""#);
+                prop_assert!(starts_with_name);
             }
         }
     }
