@@ -38,6 +38,15 @@ async fn reconfigure_restarts_only_changed_targets_and_keeps_the_others_connecti
     )
     .await;
     wait_synced(&emu, &pool, &cm_key, Duration::from_secs(5)).await;
+    // Both targets listed before the counts are taken, or the first list of Secrets could land
+    // after them.
+    wait_state(
+        &pool,
+        &key(&secrets, Some("default")),
+        TargetState::Watching,
+        Duration::from_secs(5),
+    )
+    .await;
     let cm_requests = resource_requests(&emu, "configmaps");
     let secret_lists = requests(&emu, "list", "secrets").len();
     // Secrets get a label selector (changed), ConfigMaps do not; backoff and timeouts change too.
