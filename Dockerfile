@@ -38,6 +38,11 @@ LABEL org.opencontainers.image.title="watchpool-operator" \
       org.opencontainers.image.version="0.1.0" \
       org.opencontainers.image.revision="${GIT_COMMIT}"
 COPY --from=builder /out/watchpool-operator /usr/local/bin/watchpool-operator
+# glibc gives every thread that allocates its own heap arena (up to 8 per core); memory freed in
+# one arena is not reused by another, so the operator's resident size grows with the runtime's
+# threads rather than with what it holds. Two arenas keep it near the live heap
+# (docs/performance.md, Scale: 315 MiB with the default arenas, see the table for two).
+ENV MALLOC_ARENA_MAX=2
 # The distroless "nonroot" user; the chart runs as the same id (runAsUser 65532).
 USER 65532:65532
 # Admin server: /metrics, /livez, /readyz, /debug/pools.

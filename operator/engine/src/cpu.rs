@@ -1,8 +1,8 @@
 //! The CPU meter and budget of a pool.
 //!
-//! [`CpuMeter::metered`] wraps each of a pool's tasks: the thread CPU time spent inside every
-//! `poll` of the task is added to the meter, so the meter sees exactly the work of the pool's
-//! own code (decoding, caching, bookkeeping), not the rest of the process. Usage is kept in a
+//! [`CpuMeter::metered`] wraps each of a pool's tasks: the CPU time spent inside every `poll` of
+//! the task is added to the meter (measured as [`Metered`] explains), so the meter sees the work
+//! of the pool's own code (decoding, caching, bookkeeping), not the rest of the process. Usage is kept in a
 //! sliding window of [`BUCKETS`] one-second buckets; the average over the window is the pool's
 //! use in millicores (during the first second it is taken over one second, so a new pool may
 //! spend up to one second's worth of its budget at once).

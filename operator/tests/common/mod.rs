@@ -53,6 +53,13 @@ pub async fn cluster() -> Cluster {
     }
 }
 
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // The kubeconfig and any files a test wrote next to it.
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 impl Cluster {
     pub fn namespace(&self, name: &str) {
         let _ = self

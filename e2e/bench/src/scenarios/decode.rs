@@ -292,7 +292,7 @@ mod tests {
         let (_, raw) = decode_one_pass(line).unwrap();
         match decode_event(line, false).unwrap() {
             WatchEvent::Upsert { object, .. } => {
-                assert_eq!(object.stored.raw, raw);
+                assert_eq!(object.stored.raw(), &raw[..]);
                 assert_eq!(object.meta.name, "obj-0");
             }
             other => panic!("not an upsert: {other:?}"),
