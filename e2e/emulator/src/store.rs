@@ -1054,16 +1054,7 @@ impl Store {
 
     fn register_crd(&self, g: &mut Inner, crd: &Value) {
         let new = builtins::crd_resources(crd);
-        let group = crd
-            .pointer("/spec/group")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let plural = crd
-            .pointer("/spec/names/plural")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        let (group, plural) = crd_group_plural(crd);
         g.resources
             .retain(|r| !(r.custom && r.group == group && r.plural == plural));
         g.resources.extend(new.into_iter().map(Arc::new));
@@ -1075,16 +1066,7 @@ impl Store {
     }
 
     fn unregister_crd(&self, g: &mut Inner, crd: &Value) {
-        let group = crd
-            .pointer("/spec/group")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let plural = crd
-            .pointer("/spec/names/plural")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        let (group, plural) = crd_group_plural(crd);
         g.resources
             .retain(|r| !(r.custom && r.group == group && r.plural == plural));
         // Open watches of the removed resource end (cleanly) once they have sent what is queued.
@@ -1796,4 +1778,15 @@ fn crd_status(crd: &Value, mode: CrdMode) -> Value {
         "acceptedNames": if mode == CrdMode::NamesConflict { json!({"plural": "", "kind": ""}) } else { names },
         "storedVersions": storage,
     })
+}
+
+/// The `spec.group` and `spec.names.plural` of a CustomResourceDefinition (empty when missing).
+fn crd_group_plural(crd: &Value) -> (String, String) {
+    let text = |pointer: &str| {
+        crd.pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    (text("/spec/group"), text("/spec/names/plural"))
 }
