@@ -86,14 +86,8 @@ impl Backoff {
         // the delay is in (d(1-j), d]; once it has grown past max/(1-j) every delay is `max`,
         // so a target that has converged asks exactly once per `max` (FAULTS.md row 12), and
         // the phases its earlier, jittered delays gave it keep targets apart.
-        let max = self.config.max;
         let seconds = self.raw_delay_secs(self.failures) * draw;
-        let delay = if !seconds.is_finite() || seconds >= max.as_secs_f64() {
-            max
-        } else {
-            Duration::try_from_secs_f64(seconds).map_or(max, |d| d.min(max))
-        };
-        delay.max(MIN_DELAY)
+        capped(seconds, self.config.max).max(MIN_DELAY)
     }
 
     /// Records a failure answered with `Retry-After` (429): waits at least `at_least`, and at
@@ -109,13 +103,7 @@ impl Backoff {
         if failures == 0 {
             return Duration::ZERO;
         }
-        let max = self.config.max;
-        let seconds = self.raw_delay_secs(failures);
-        if !seconds.is_finite() || seconds >= max.as_secs_f64() {
-            max
-        } else {
-            Duration::try_from_secs_f64(seconds).map_or(max, |d| d.min(max))
-        }
+        capped(self.raw_delay_secs(failures), self.config.max)
     }
 
     /// `initial * factor^(failures-1)` in seconds, before the cap (may be infinite).
@@ -154,6 +142,15 @@ impl Backoff {
 
 fn clamp_unit(x: f64) -> f64 {
     if x.is_nan() { 0.0 } else { x.clamp(0.0, 1.0) }
+}
+
+/// `seconds` as a duration, at most `max` (also when it is infinite or not a number).
+fn capped(seconds: f64, max: Duration) -> Duration {
+    if !seconds.is_finite() || seconds >= max.as_secs_f64() {
+        max
+    } else {
+        Duration::try_from_secs_f64(seconds).map_or(max, |d| d.min(max))
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
+use hashbrown::hash_table::Entry;
 
 use crate::health::{CacheView, WatchKey, digest};
 
@@ -221,11 +222,22 @@ pub struct ObjectSet {
     hasher: RandomState,
 }
 
+/// The hash of a namespace and name. The separator cannot occur in either (DNS names), and
+/// keeps ("a/b", "c") apart from ("a", "b/c") in any case.
+fn hash_key(hasher: &RandomState, namespace: &str, name: &str) -> u64 {
+    hasher.hash_one((namespace, '/', name))
+}
+
 impl ObjectSet {
-    fn hash(&self, namespace: &str, name: &str) -> u64 {
-        // The separator cannot occur in either (DNS names), and keeps ("a/b", "c") apart from
-        // ("a", "b/c") in any case.
-        self.hasher.hash_one((namespace, '/', name))
+    /// The table's entry for `object`'s namespace and name, found with one hash.
+    fn entry(&mut self, object: &CachedObject) -> Entry<'_, CachedObject> {
+        let hasher = &self.hasher;
+        let hash = hash_key(hasher, object.namespace(), object.name());
+        self.table.entry(
+            hash,
+            |o| o.is(object.namespace(), object.name()),
+            |o| hash_key(hasher, o.namespace(), o.name()),
+        )
     }
 
     /// Number of objects.
@@ -240,7 +252,7 @@ impl ObjectSet {
 
     /// The object `namespace`/`name` (namespace `""` for cluster-scoped objects).
     pub fn get(&self, namespace: &str, name: &str) -> Option<&CachedObject> {
-        let hash = self.hash(namespace, name);
+        let hash = hash_key(&self.hasher, namespace, name);
         self.table.find(hash, |o| o.is(namespace, name))
     }
 
@@ -251,17 +263,9 @@ impl ObjectSet {
 
     /// Inserts `object`, replacing the object of the same namespace and name; returns that one.
     pub fn insert(&mut self, object: CachedObject) -> Option<CachedObject> {
-        let hash = self.hash(object.namespace(), object.name());
-        let hasher = &self.hasher;
-        match self.table.entry(
-            hash,
-            |o| o.is(object.namespace(), object.name()),
-            |o| hasher.hash_one((o.namespace(), '/', o.name())),
-        ) {
-            hashbrown::hash_table::Entry::Occupied(mut entry) => {
-                Some(std::mem::replace(entry.get_mut(), object))
-            }
-            hashbrown::hash_table::Entry::Vacant(entry) => {
+        match self.entry(&object) {
+            Entry::Occupied(mut entry) => Some(std::mem::replace(entry.get_mut(), object)),
+            Entry::Vacant(entry) => {
                 entry.insert(object);
                 None
             }
@@ -270,7 +274,7 @@ impl ObjectSet {
 
     /// Removes and returns the object `namespace`/`name`.
     pub fn remove(&mut self, namespace: &str, name: &str) -> Option<CachedObject> {
-        let hash = self.hash(namespace, name);
+        let hash = hash_key(&self.hasher, namespace, name);
         self.table
             .find_entry(hash, |o| o.is(namespace, name))
             .ok()
@@ -394,26 +398,30 @@ impl Cache {
     /// Applies an ADDED or MODIFIED event.
     pub fn upsert(&self, object: CachedObject) -> Result<Applied, TooManyObjects> {
         let mut objects = lock(&self.store);
-        if let Some(existing) = objects.get(object.namespace(), object.name()) {
-            if existing.uid() == object.uid()
-                && is_older(object.resource_version(), existing.resource_version())
-            {
-                return Ok(Applied::Unchanged);
+        let applied = match objects.entry(&object) {
+            Entry::Occupied(mut entry) => {
+                let existing = entry.get();
+                if existing.uid() == object.uid()
+                    && is_older(object.resource_version(), existing.resource_version())
+                {
+                    return Ok(Applied::Unchanged);
+                }
+                *entry.get_mut() = object;
+                Applied::Modified
             }
-            objects.insert(object);
-            drop(objects);
-            self.signal_change();
-            return Ok(Applied::Modified);
-        }
-        if !self.budget.try_take(1) {
-            return Err(TooManyObjects {
-                max: self.budget.max(),
-            });
-        }
-        objects.insert(object);
+            Entry::Vacant(entry) => {
+                if !self.budget.try_take(1) {
+                    return Err(TooManyObjects {
+                        max: self.budget.max(),
+                    });
+                }
+                entry.insert(object);
+                Applied::Added
+            }
+        };
         drop(objects);
         self.signal_change();
-        Ok(Applied::Added)
+        Ok(applied)
     }
 
     /// Applies a DELETED event.

@@ -307,10 +307,11 @@ impl CpuShare {
     const DECAY: f64 = 15.0 / 16.0;
 
     fn new() -> Self {
-        // No sample yet: count wall time in full (the first poll is always sampled anyway).
+        // No sample yet: `ratio` counts wall time in full. The first poll is sampled, and from
+        // zero its sample is the whole average.
         Self {
-            cpu: 1.0,
-            wall: 1.0,
+            cpu: 0.0,
+            wall: 0.0,
         }
     }
 
@@ -349,13 +350,6 @@ impl<F: Future> Future for Metered<F> {
         let wall = wall_start.elapsed();
         let spent = match cpu_start.and_then(|s| s.try_elapsed().ok()) {
             Some(cpu) => {
-                if this.polls == 1 {
-                    // The first sample replaces the prior of 1 rather than averaging with it.
-                    this.share = CpuShare {
-                        cpu: 0.0,
-                        wall: 0.0,
-                    };
-                }
                 this.share.observe(cpu, wall);
                 cpu
             }
@@ -459,10 +453,8 @@ mod tests {
 
     #[test]
     fn share_is_bounded_and_follows_recent_samples() {
-        let mut share = CpuShare {
-            cpu: 0.0,
-            wall: 0.0,
-        };
+        let mut share = CpuShare::new();
+        assert_eq!(share.ratio(), 1.0);
         share.observe(Duration::from_millis(2), Duration::from_millis(1));
         assert_eq!(share.ratio(), 1.0);
         for _ in 0..64 {

@@ -27,9 +27,9 @@ use tower::{Layer, Service};
 use watchpool_api::BackoffConfig;
 
 use crate::backoff::Backoff;
-
-/// A watch that ends sooner than this without a byte is an empty watch: a failure.
-const HEALTHY_WATCH: Duration = Duration::from_secs(1);
+// A watch that ends sooner than this without a byte is an empty watch: a failure, as for the
+// engine's own watchers.
+use crate::watcher::HEALTHY_WATCH;
 
 /// Delays the watch requests that follow a failed or empty watch on the same path.
 #[derive(Clone, Debug)]

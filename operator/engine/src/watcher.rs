@@ -507,7 +507,6 @@ impl Watcher {
     ) -> Result<(), Failure> {
         let metadata_only = self.key.target.metadata_only;
         let idle = settings.timeouts.idle;
-        let mut events: u64 = 0;
         self.stream_events = 0;
         let mut malformed_in_row: u32 = 0;
         // The idle deadline is one timer for the whole stream, moved lazily: a line only
@@ -544,7 +543,7 @@ impl Watcher {
                 Err(e) => return Err(stream_failure(&e)),
                 Ok(None) => {
                     let lived = started.elapsed();
-                    if events > 0 || lived >= HEALTHY_WATCH {
+                    if self.stream_events > 0 || lived >= HEALTHY_WATCH {
                         self.backoff.record_healthy(lived);
                         self.log_recovered();
                         if lived < HEALTHY_WATCH {
@@ -635,9 +634,8 @@ impl Watcher {
                 }
                 WatchEvent::Unknown => continue,
             }
-            events += 1;
-            self.stream_events = events;
-            if events == 1 {
+            self.stream_events += 1;
+            if self.stream_events == 1 {
                 // The stream delivers: the failures in a row are over.
                 self.consecutive_failures = 0;
                 self.failures_since_list = 0;
