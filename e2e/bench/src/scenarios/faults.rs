@@ -14,7 +14,7 @@ use crate::driver::{
     Bench, ChildProc, emulator_config, last_seq, now_ms, record_ms, requests_in, start_emulator,
 };
 use crate::objects;
-use crate::report::{Section, Table, f, met};
+use crate::report::{Section, Table, f, met, times};
 
 /// Settings of the reset storm and outage benchmarks.
 #[derive(Clone, Debug)]
@@ -177,7 +177,7 @@ pub fn storm_section(r: &StormResult, command: &str) -> Section {
         "CPU of the process, % of one core".into(),
         format!("{:.2} %", core(r.pool.cpu_s) * 100.0),
         format!("{:.2} %", core(r.peer.cpu_s) * 100.0),
-        ratio_cell(r.pool.cpu_s, r.peer.cpu_s),
+        times(r.pool.cpu_s, r.peer.cpu_s),
         "< 2 % (and under the pool's 100m budget)".into(),
         met(core(r.pool.cpu_s) < 0.02),
     ]);
@@ -185,7 +185,7 @@ pub fn storm_section(r: &StormResult, command: &str) -> Section {
         "requests per watch per minute".into(),
         f(per_min(r.pool.total), 1),
         f(per_min(r.peer.total), 1),
-        ratio_cell(r.pool.total as f64, r.peer.total as f64),
+        times(r.pool.total as f64, r.peer.total as f64),
         "—".into(),
         String::new(),
     ]);
@@ -193,7 +193,7 @@ pub fn storm_section(r: &StormResult, command: &str) -> Section {
         "lists per watch per minute".into(),
         f(per_min(r.pool.lists), 2),
         f(per_min(r.peer.lists), 2),
-        ratio_cell(r.pool.lists as f64, r.peer.lists as f64),
+        times(r.pool.lists as f64, r.peer.lists as f64),
         "no relist after a reset".into(),
         met(r.pool.lists == 0),
     ]);
@@ -206,14 +206,6 @@ pub fn storm_section(r: &StormResult, command: &str) -> Section {
         },
         tables: vec![t],
         command: command.into(),
-    }
-}
-
-fn ratio_cell(a: f64, b: f64) -> String {
-    if b == 0.0 {
-        "n/a".into()
-    } else {
-        format!("{:.2}×", a / b)
     }
 }
 
@@ -353,14 +345,14 @@ pub fn outage_section(r: &OutageResult, command: &str) -> Section {
             format!("{:.0}–{:.0} s", from, from + r.bucket_s),
             f(*p, 1),
             f(*q, 1),
-            ratio_cell(*p, *q),
+            times(*p, *q),
         ]);
     }
     t.row(vec![
         "whole outage".into(),
         f(r.pool_total, 1),
         f(r.peer_total, 1),
-        ratio_cell(r.pool_total, r.peer_total),
+        times(r.pool_total, r.peer_total),
     ]);
     let last_pool = r.pool_buckets.last().copied().unwrap_or(0.0);
     let last_peer = r.peer_buckets.last().copied().unwrap_or(0.0);
@@ -370,7 +362,7 @@ pub fn outage_section(r: &OutageResult, command: &str) -> Section {
         "requests per watch per backoff.max (30 s), last window".into(),
         f(per_max(last_pool), 2),
         f(per_max(last_peer), 2),
-        ratio_cell(last_pool, last_peer),
+        times(last_pool, last_peer),
         "≤ 1".into(),
         met(per_max(last_pool) <= 1.0),
     ]);
@@ -387,11 +379,11 @@ pub fn outage_section(r: &OutageResult, command: &str) -> Section {
         "CPU during the outage, % of one core".into(),
         format!("{:.2} %", r.pool_cpu_s / r.duration_s * 100.0),
         format!("{:.2} %", r.peer_cpu_s / r.duration_s * 100.0),
-        ratio_cell(r.pool_cpu_s, r.peer_cpu_s),
+        times(r.pool_cpu_s, r.peer_cpu_s),
         "—".into(),
         String::new(),
     ]);
-    s.note("Fault: the emulator's `http_error` 500 on every request plus `drop_watches` on the open ConfigMap watches, both removed at the end. watchpool: policy defaults (backoff 800ms → 30s, factor 2, jitter 0.5, so each delay is drawn in (15 s, 30 s] once converged); peer: kube-runtime `watcher()` with `default_backoff()`.");
+    s.note("Fault: the emulator's `http_error` 500 on every request plus `drop_watches` on the open ConfigMap watches, both removed at the end. watchpool: policy defaults (backoff 800ms → 30s, factor 2, jitter 0.5, jitter drawn before the cap, so a converged target waits exactly 30 s); peer: kube-runtime `watcher()` with `default_backoff()`.");
     Section {
         id: "outage".into(),
         tables: vec![t, s],
