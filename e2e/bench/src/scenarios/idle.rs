@@ -18,15 +18,6 @@ pub struct IdleOpts {
     pub duration: Duration,
 }
 
-impl Default for IdleOpts {
-    fn default() -> Self {
-        IdleOpts {
-            objects: 1000,
-            duration: Duration::from_secs(60),
-        }
-    }
-}
-
 /// CPU of both sides, as a share of one core (1.0 = one core busy).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct IdleResult {

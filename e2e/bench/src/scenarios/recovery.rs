@@ -14,7 +14,7 @@ use crate::BenchError;
 use crate::child::{ChildSpec, Knobs, ObjectKind, Side};
 use crate::driver::{Bench, ChildProc, last_seq, now_ms, record_ms, requests_in, start_emulator};
 use crate::objects;
-use crate::report::{Section, Table, f, met};
+use crate::report::{Section, Table, f, met, times};
 use crate::scenarios::{median, wait_fault_hits};
 
 /// Settings of the recovery benchmark.
@@ -28,17 +28,6 @@ pub struct RecoveryOpts {
     pub peer_cap: Duration,
     /// Objects in the namespace that gets the 410.
     pub objects: usize,
-}
-
-impl Default for RecoveryOpts {
-    fn default() -> Self {
-        RecoveryOpts {
-            samples: 5,
-            idle: Duration::from_secs(10),
-            peer_cap: Duration::from_secs(60),
-            objects: 10_000,
-        }
-    }
 }
 
 /// Figures of one side.
@@ -266,7 +255,7 @@ pub fn section(opts: &RecoveryOpts, r: &RecoveryResult, command: &str) -> Sectio
         format!("reset → resumed watch, median of {} (ms)", opts.samples),
         f(median(&r.pool.reset_ms), 0),
         f(median(&r.peer.reset_ms), 0),
-        ratio(median(&r.pool.reset_ms), median(&r.peer.reset_ms)),
+        times(median(&r.pool.reset_ms), median(&r.peer.reset_ms)),
         format!("≤ backoff.initial + 50 ms = {:.0} ms", initial + 50.0),
         met(!r.pool.reset_ms.is_empty() && max(&r.pool.reset_ms) <= initial + 50.0),
     ]);
@@ -324,7 +313,7 @@ pub fn section(opts: &RecoveryOpts, r: &RecoveryResult, command: &str) -> Sectio
         ),
         opt_s(r.pool.gone_to_watch_s),
         opt_s(r.peer.gone_to_watch_s),
-        ratio(
+        times(
             r.pool.gone_to_watch_s.unwrap_or(0.0),
             r.peer.gone_to_watch_s.unwrap_or(0.0),
         ),
@@ -350,12 +339,4 @@ pub fn section(opts: &RecoveryOpts, r: &RecoveryResult, command: &str) -> Sectio
 
 fn opt_s(x: Option<f64>) -> String {
     x.map_or_else(|| "n/a".into(), |s| format!("{s:.2} s"))
-}
-
-fn ratio(a: f64, b: f64) -> String {
-    if b == 0.0 {
-        "n/a".into()
-    } else {
-        format!("{:.2}×", a / b)
-    }
 }
