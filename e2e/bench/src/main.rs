@@ -151,7 +151,8 @@ enum Cmd {
     /// §8 CPU budgets of 20m, 50m, 200m vs measured CPU.
     CpuBudget(BudgetArgs),
     /// The profile behind the throughput figures: line splitting and decoding, engine code
-    /// as it is and as proposed.
+    /// as it is and the bench's variants (the engine's `memchr` newline search without its
+    /// limit checks; a metadata parse that stops early).
     Profile {
         /// Lines decoded.
         #[arg(long, default_value_t = 20_000)]
@@ -159,8 +160,6 @@ enum Cmd {
     },
     /// Everything, with the sizes (about 12 minutes).
     All,
-    /// The cheap subset run in CI: throughput and memory on 2 000 objects, a 10 s outage.
-    Ci,
     /// A measured watchpool child (internal).
     #[command(hide = true)]
     PoolChild {
@@ -242,40 +241,6 @@ fn run_parent(command: Cmd, out: Option<PathBuf>) -> Result<(), BenchError> {
                 emit(run_scale(&bench, &defaults::<ScaleArgs>()).await?)?;
                 eprintln!("all: {:.0} s", started.elapsed().as_secs_f64());
                 Ok(())
-            }
-            Cmd::Ci => {
-                emit(
-                    run_throughput(
-                        &bench,
-                        &ThroughputArgs {
-                            events: 2000,
-                            objects: 100,
-                            rounds: 1,
-                        },
-                    )
-                    .await?,
-                )?;
-                emit(
-                    run_memory(
-                        &bench,
-                        &MemoryArgs {
-                            objects: 2000,
-                            no_pods: true,
-                        },
-                    )
-                    .await?,
-                )?;
-                emit(
-                    run_outage(
-                        &bench,
-                        &FaultArgs {
-                            watches: Some(5),
-                            duration: Some(10),
-                            split_targets: false,
-                        },
-                    )
-                    .await?,
-                )
             }
             Cmd::PoolChild { .. } | Cmd::PeerChild { .. } => Ok(()),
         }
