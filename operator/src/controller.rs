@@ -15,8 +15,9 @@ use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span, field, info, warn};
-use watchpool_api::{ValidationContext, WatchPolicy};
+use watchpool_api::{BackoffConfig, ValidationContext, WatchPolicy};
 use watchpool_engine::PoolId;
+use watchpool_engine::backoff::Backoff;
 
 use crate::metrics::{Metrics, ReasonLabels};
 use crate::pools::{Applied, Decision, PoolManager};
@@ -243,8 +244,14 @@ const OWN_WATCH_TIMEOUT_SECS: u32 = 20;
 
 /// 1 s after the first failure, doubling up to 5 minutes.
 pub fn retry_delay(consecutive_failures: u32) -> Duration {
-    let exp = consecutive_failures.saturating_sub(1).min(9);
-    Duration::from_secs(1u64 << exp).min(Duration::from_secs(300))
+    Backoff::new(&BackoffConfig {
+        initial: Duration::from_secs(1),
+        max: Duration::from_secs(300),
+        factor: 2.0,
+        jitter: 0.0,
+        ..BackoffConfig::default()
+    })
+    .nominal_delay(consecutive_failures.max(1))
 }
 
 /// Runs the controller until `stop` is cancelled; `synced` is called once the WatchPolicy

@@ -243,7 +243,7 @@ impl PoolManager {
             entry.worker.abort();
             self.metrics.forget_policy(&id);
             if let Some(pool) = entry.pool {
-                pools.push(pool.shutdown());
+                pools.push(shutdown_pool(pool));
             }
         }
         futures::future::join_all(pools).await;

@@ -406,14 +406,13 @@ fn counters(status: &WatchPolicyStatus) -> CounterView<'_> {
 /// smaller drift (an idle pool reading 0m, then 1m) waits for the slow refresh, so an idle
 /// pool does not rewrite its status every interval.
 fn cpu_moved(last: &WatchPolicyStatus, new: &WatchPolicyStatus) -> bool {
-    fn millis(quantity: &str) -> Option<f64> {
-        match quantity.strip_suffix('m') {
-            Some(m) => m.parse().ok(),
-            None => quantity.parse::<f64>().ok().map(|cores| cores * 1000.0),
-        }
+    // Always written as "{n}m" (see `millicores`).
+    fn millis(q: &str) -> Option<f64> {
+        q.strip_suffix('m')?.parse().ok()
     }
+    // CPU appearing or disappearing changes its limit, which `counters` compares.
     let (Some(a), Some(b)) = (last.cpu.as_ref(), new.cpu.as_ref()) else {
-        return last.cpu.is_some() != new.cpu.is_some();
+        return false;
     };
     match (millis(&a.used), millis(&b.used), millis(&b.limit)) {
         (Some(x), Some(y), Some(limit)) => (x - y).abs() >= (limit / 10.0).max(5.0),
