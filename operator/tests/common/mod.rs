@@ -164,7 +164,7 @@ pub async fn start_operator(cluster: &Cluster, extra: &[&str], envs: &[(&str, &s
             }
             // Text format: `... admin server listening addr=127.0.0.1:PORT`
             let rest = l.split("admin server listening addr=").nth(1)?;
-            strip_ansi(rest).split_whitespace().next()?.parse().ok()
+            rest.split_whitespace().next()?.parse().ok()
         }) {
             break addr;
         }
@@ -284,22 +284,4 @@ pub fn configmap_spec() -> Value {
         "timeouts": {"request": "5s", "idle": "30s", "watch": "60s"},
         "backoff": {"initial": "100ms", "max": "1s"}
     })
-}
-
-/// Removes ANSI colour sequences from a text log line.
-pub fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
