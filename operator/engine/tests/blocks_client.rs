@@ -425,4 +425,6 @@ async fn client_lists_and_watches_through_the_emulator() {
     .await
     .unwrap();
     assert_eq!(added.as_deref(), Some("second"));
+    drop(events);
+    emulator.shutdown().await;
 }

@@ -94,7 +94,7 @@ async fn metadata_only_cache_is_at_least_five_times_smaller_than_full() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reset_resumes_within_initial_backoff_plus_50ms_and_silence_is_detected_within_idle_plus_1s()
+async fn reset_resumes_within_initial_backoff_plus_150ms_and_silence_is_detected_within_idle_plus_1s()
  {
     let emu = emu::start().await;
     emu::create_configmaps(&emu, "default", 3);
@@ -122,7 +122,7 @@ async fn reset_resumes_within_initial_backoff_plus_50ms_and_silence_is_detected_
         .await;
         let n = requests(&emu, "watch", "configmaps").len();
         emu.faults().add(
-            FaultSpec::new(Fault::DropWatches { after_ms: 0 })
+            FaultSpec::new(Fault::ResetWatches { after_ms: 0 })
                 .resource("configmaps")
                 .count(1),
         );

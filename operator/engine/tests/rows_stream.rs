@@ -587,7 +587,7 @@ async fn row_03_resets_in_a_row_never_relist() {
     let lists_before = requests(&emu, "list", "configmaps").len();
     let watches_before = requests(&emu, "watch", "configmaps").len();
     emu.faults().add(
-        FaultSpec::new(Fault::DropWatches { after_ms: 0 })
+        FaultSpec::new(Fault::ResetWatches { after_ms: 0 })
             .resource("configmaps")
             .count(6),
     );
@@ -603,5 +603,6 @@ async fn row_03_resets_in_a_row_never_relist() {
         lists_before,
         "resets in a row must not relist"
     );
-    assert!(target_health(&pool, &key).unwrap().relists == 0);
+    assert_eq!(target_health(&pool, &key).unwrap().relists, 0);
+    finish(emu, pool).await;
 }

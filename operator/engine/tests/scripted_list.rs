@@ -9,7 +9,7 @@ use std::time::Duration;
 use support::scripted::{self, CORE_V1, json};
 use support::*;
 use watchpool_api::TargetState;
-use watchpool_engine::{Pool, PoolId};
+use watchpool_engine::Pool;
 
 fn page(items: &[(&str, &str)], rv: &str, next: Option<&str>) -> String {
     let items: Vec<String> = items
@@ -52,10 +52,7 @@ async fn expired_continue_token_restarts_the_list_from_scratch_once() {
     let key = key(&target, Some("default"));
     let pool = Pool::spawn(
         client(&server.url).await,
-        PoolId {
-            namespace: "default".into(),
-            name: "paged".into(),
-        },
+        pool_id("paged"),
         policy(vec![target]),
         Default::default(),
     );

@@ -8,14 +8,7 @@ use std::time::Duration;
 use support::scripted::{self, CORE_V1, EMPTY_LIST, json};
 use support::*;
 use watchpool_api::{ErrorReason, TargetState};
-use watchpool_engine::{Pool, PoolId};
-
-fn id() -> PoolId {
-    PoolId {
-        namespace: "default".into(),
-        name: "spin".into(),
-    }
-}
+use watchpool_engine::Pool;
 
 /// A server whose every watch answers 200 and ends at once with no event: the EKS bug's
 /// trigger. The pool must back off (CPU near zero, few requests, spaced), not spin.
@@ -35,7 +28,7 @@ async fn row_23_ended_stream_read_in_a_loop_never_spins() {
     let key = key(&target, Some("default"));
     let pool = Pool::spawn(
         client(&server.url).await,
-        id(),
+        pool_id("spin"),
         policy(vec![target]),
         Default::default(),
     );
