@@ -5,8 +5,34 @@
 //! validates a Kubernetes structural schema; it covers what structural schemas use: type,
 //! nullable, required, pattern, min/max length, minimum/maximum, min/max items and enum.
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex, PoisonError};
+
 use kube::core::cel::{Validator, apply_defaults};
+use regex::Regex;
 use serde_json::Value;
+
+/// How many compiled schema patterns are kept; past it the cache starts over.
+const PATTERN_CACHE_SIZE: usize = 256;
+
+/// Compiled schema patterns by their source (`None`: the pattern does not compile).
+static PATTERNS: LazyLock<Mutex<HashMap<String, Option<Regex>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// True when `s` does not match `pattern`; a pattern that does not compile matches anything.
+fn mismatches(pattern: &str, s: &str) -> bool {
+    let mut cache = PATTERNS.lock().unwrap_or_else(PoisonError::into_inner);
+    if !cache.contains_key(pattern) {
+        if cache.len() >= PATTERN_CACHE_SIZE {
+            cache.clear();
+        }
+        cache.insert(pattern.to_owned(), Regex::new(pattern).ok());
+    }
+    cache
+        .get(pattern)
+        .and_then(Option::as_ref)
+        .is_some_and(|re| !re.is_match(s))
+}
 
 /// Defaults `object` from `schema` in place and returns every violation as
 /// `(field path, message)`, empty when the object is admitted.
@@ -74,7 +100,7 @@ pub fn check(schema: &Value, value: &Value, path: &str, errors: &mut Vec<(String
             err(format!("Too long: may not be more than {max} bytes"));
         }
         if let Some(p) = schema.get("pattern").and_then(Value::as_str)
-            && regex::Regex::new(p).is_ok_and(|re| !re.is_match(s))
+            && mismatches(p, s)
         {
             err(format!(
                 "Invalid value: {value}: {path} in body should match '{p}'"
