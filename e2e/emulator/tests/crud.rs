@@ -715,18 +715,8 @@ async fn custom_resources_are_defaulted_and_validated_against_their_schema_at_ad
     let path = "/apis/ex.dev/v1/namespaces/default/widgets";
     // A wrong type is refused with 422 Invalid naming the field; nothing is stored.
     let bad = r#"{"apiVersion":"ex.dev/v1","kind":"Widget","metadata":{"name":"bad"},"spec":{"size":"big"}}"#;
-    let (raw, _) = common::raw_exchange(
-        emu.addr(),
-        "POST",
-        path,
-        &[("Content-Type", "application/json")],
-        Some(bad),
-        Duration::from_secs(5),
-    )
-    .await;
-    let (status, _, resp) = common::parse_response(&raw);
+    let (status, body) = common::raw_json(emu.addr(), "POST", path, Some(bad)).await;
     assert_eq!(status, 422);
-    let body: serde_json::Value = serde_json::from_slice(&resp).unwrap();
     assert_eq!(body["reason"], "Invalid");
     assert_eq!(body["details"]["causes"][0]["field"], "spec.size");
     assert!(
@@ -736,16 +726,8 @@ async fn custom_resources_are_defaulted_and_validated_against_their_schema_at_ad
     assert!(emu.get("ex.dev/v1", "widgets", "default", "bad").is_err());
     // A missing required field is refused too; a good one is stored with its defaults.
     let missing = r#"{"apiVersion":"ex.dev/v1","kind":"Widget","metadata":{"name":"m"},"spec":{}}"#;
-    let (raw, _) = common::raw_exchange(
-        emu.addr(),
-        "POST",
-        path,
-        &[("Content-Type", "application/json")],
-        Some(missing),
-        Duration::from_secs(5),
-    )
-    .await;
-    assert_eq!(common::parse_response(&raw).0, 422);
+    let (status, _) = common::raw_json(emu.addr(), "POST", path, Some(missing)).await;
+    assert_eq!(status, 422);
     let good = json!({"apiVersion":"ex.dev/v1","kind":"Widget","metadata":{"name":"g","namespace":"default"},"spec":{"size":2}});
     let stored = emu.create(good).unwrap();
     assert_eq!(stored["spec"], json!({"size": 2, "color": ""}));

@@ -539,11 +539,9 @@ async fn timeout_seconds_zero_means_the_default_not_an_immediate_end() {
     })
     .await;
     emu.create(cm("still-open", json!({}))).unwrap();
-    wait_until(
-        "event delivered to the open watch",
-        Duration::from_secs(5),
-        || emu.stats().open_watches == 1 && emu.requests()[0].watch_end.is_none(),
-    )
+    wait_until("still open after a write", Duration::from_secs(5), || {
+        emu.stats().open_watches == 1 && emu.requests()[0].watch_end.is_none()
+    })
     .await;
     assert!(!task.is_finished());
     task.abort();
