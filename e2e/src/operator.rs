@@ -54,7 +54,7 @@ pub enum OperatorError {
 }
 
 /// True when process `pid` is gone or a zombie waiting to be reaped.
-fn has_exited(pid: u32) -> bool {
+pub fn has_exited(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => stat
             .rsplit_once(')')
@@ -166,7 +166,8 @@ fn is_stale(binary: &Path) -> bool {
 
 /// The path of the `watchpool-operator` binary: `$WATCHPOOL_OPERATOR_BIN`, or the one next to
 /// this executable in the same target directory, built with `cargo build -p
-/// watchpool-operator` first when it is missing or older than its sources.
+/// watchpool-operator` (with `--release` when this executable is in `release/`) first when it
+/// is missing or older than its sources.
 pub fn binary() -> Result<PathBuf, OperatorError> {
     if let Some(path) = std::env::var_os("WATCHPOOL_OPERATOR_BIN") {
         return Ok(PathBuf::from(path));
@@ -186,14 +187,18 @@ pub fn binary() -> Result<PathBuf, OperatorError> {
             .ok_or_else(|| OperatorError::Build("no target dir".into()))?;
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         eprintln!("building watchpool-operator into {}", target_dir.display());
+        let mut args = vec![
+            "build",
+            "-p",
+            "watchpool-operator",
+            "--bin",
+            "watchpool-operator",
+        ];
+        if profile.file_name().is_some_and(|name| name == "release") {
+            args.push("--release");
+        }
         let output = Command::new(cargo)
-            .args([
-                "build",
-                "-p",
-                "watchpool-operator",
-                "--bin",
-                "watchpool-operator",
-            ])
+            .args(&args)
             .env("CARGO_TARGET_DIR", &target_dir)
             .current_dir(crate::tools::workspace_root())
             .stdout(Stdio::null())

@@ -7,6 +7,8 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use watchpool_e2e::operator::has_exited;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sandbox_short_run_injects_faults_and_every_cache_matches_the_server() {
     // Build (or find) the operator first, the way the sandbox itself would.
@@ -67,9 +69,7 @@ async fn sandbox_short_run_injects_faults_and_every_cache_matches_the_server() {
         .and_then(|rest| rest.split(',').next())
         .expect("the operator's pid is printed");
     assert!(
-        !std::path::Path::new(&format!("/proc/{pid}")).exists()
-            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .is_ok_and(|s| s.contains(") Z ")),
+        has_exited(pid.parse().expect("the printed pid is a number")),
         "the operator process {pid} was left running"
     );
 }
@@ -165,9 +165,7 @@ async fn sandbox_serves_its_kubeconfig_to_kubectl_and_stops_cleanly_on_ctrl_c() 
         "it prints a summary:\n{rest}"
     );
     assert!(
-        !std::path::Path::new(&format!("/proc/{operator_pid}")).exists()
-            || std::fs::read_to_string(format!("/proc/{operator_pid}/stat"))
-                .is_ok_and(|s| s.contains(") Z ")),
+        has_exited(operator_pid.parse().expect("the printed pid is a number")),
         "the operator process {operator_pid} was left running"
     );
     assert!(
