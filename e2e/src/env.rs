@@ -281,12 +281,12 @@ impl Env {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut operator = Operator::spawn(&self.kubeconfig, self.dir.path(), options)?;
+            let operator = Operator::spawn(&self.kubeconfig, self.dir.path(), options)?;
             match operator.wait_ready(Duration::from_secs(20)).await {
                 Ok(_) => return Ok(operator),
                 // The free port picked for the admin server may have been taken in between by
                 // another test: the operator exits; start it again on another port.
-                Err(_) if attempt < 3 && !operator.is_running() => continue,
+                Err(OperatorError::Exited { .. }) if attempt < 3 => continue,
                 Err(e) => return Err(e.into()),
             }
         }

@@ -379,10 +379,6 @@ fn disruptions(policies: &[WatchPolicy]) -> i64 {
         .sum()
 }
 
-fn ready(p: &WatchPolicy) -> bool {
-    crate::policy::is_ready(p)
-}
-
 fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_owned()
@@ -700,10 +696,11 @@ pub async fn run(
             // A fault counts as recovered once the operator has reacted to it (a reconnect or
             // a relist since) and everything is back.
             let reacted = pending.is_none_or(|(_, before)| disruptions(&all) > before);
-            let converged = reacted && !all.is_empty() && all.iter().all(ready) && {
-                let (matched, total, _) = compare_caches(&client, &operator, &all).await;
-                total > 0 && matched == total
-            };
+            let converged =
+                reacted && !all.is_empty() && all.iter().all(crate::policy::is_ready) && {
+                    let (matched, total, _) = compare_caches(&client, &operator, &all).await;
+                    total > 0 && matched == total
+                };
             if converged {
                 if let Some((since, _)) = pending.take() {
                     let took = since.elapsed();

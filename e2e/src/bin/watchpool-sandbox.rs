@@ -39,6 +39,20 @@ struct Args {
     print_kubeconfig: bool,
 }
 
+impl From<Args> for SandboxOptions {
+    fn from(args: Args) -> Self {
+        SandboxOptions {
+            duration: args.duration,
+            policies: args.policies,
+            objects: args.objects,
+            fault_interval: args.fault_interval,
+            refresh: args.refresh,
+            print_kubeconfig: args.print_kubeconfig,
+            ..SandboxOptions::default()
+        }
+    }
+}
+
 async fn interrupted() {
     let ctrl_c = tokio::signal::ctrl_c();
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -55,23 +69,7 @@ async fn interrupted() {
 }
 
 fn main() -> ExitCode {
-    let Args {
-        duration,
-        policies,
-        objects,
-        fault_interval,
-        refresh,
-        print_kubeconfig,
-    } = Args::parse();
-    let options = SandboxOptions {
-        duration,
-        policies,
-        objects,
-        fault_interval,
-        refresh,
-        print_kubeconfig,
-        ..SandboxOptions::default()
-    };
+    let options = SandboxOptions::from(Args::parse());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
