@@ -1068,19 +1068,17 @@ async fn server_restart(
     }));
     // While the server refuses connections, objects change behind every client's back (written
     // in-process): one deleted, one created, one changed. The relist must show all three.
-    if let (Some(emu), Some(gone), Some(changed)) = (
-        s.env.emulator(),
-        s.writer.live().first().cloned(),
-        s.writer.live().last().cloned(),
-    ) {
-        emu.delete("v1", "ConfigMap", &ns, &gone)?;
+    let emu = s.env.emulator().expect("checked above");
+    let live = s.writer.live();
+    if let (Some(gone), Some(changed)) = (live.first(), live.last()) {
+        emu.delete("v1", "ConfigMap", &ns, gone)?;
         emu.create(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "made-while-down", "namespace": ns}, "data": {"seq": "down"}}))?;
         emu.patch_merge(
             "v1",
             "ConfigMap",
             &ns,
-            &changed,
+            changed,
             serde_json::json!({"data": {"seq": "changed-while-down"}}),
             false,
         )?;
@@ -1648,15 +1646,14 @@ async fn row_21_slow_consumer_dropped_by_the_server_loses_nothing() -> TestResul
     .await?;
     // A burst far faster than any client reads: 400 objects created and 100 deleted
     // in-process, while a writer also churns through the API.
-    if let Some(emu) = s.env.emulator() {
-        for i in 0..400 {
-            emu.create(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": format!("burst-{i}"), "namespace": ns},
-                "data": {"seq": i.to_string()}}))?;
-        }
-        for i in 0..100 {
-            emu.delete("v1", "ConfigMap", &ns, &format!("burst-{i}"))?;
-        }
+    let emu = s.env.emulator().expect("checked above");
+    for i in 0..400 {
+        emu.create(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": format!("burst-{i}"), "namespace": ns},
+            "data": {"seq": i.to_string()}}))?;
+    }
+    for i in 0..100 {
+        emu.delete("v1", "ConfigMap", &ns, &format!("burst-{i}"))?;
     }
     s.writer.churn().await;
     let took = judge::wait_cache_matches(&s.env, &s.operator, POLICY, &ns, Duration::from_secs(20))

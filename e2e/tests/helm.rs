@@ -2,11 +2,11 @@
 //! `charts/watchpool`, each checked against the objects the emulator then holds.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test setup failures should fail loudly
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use kube_emulator::{Emulator, EmulatorConfig, Fault, FaultSpec};
 use serde_json::Value;
+use watchpool_e2e::tempdir::TempDir;
 use watchpool_e2e::tools;
 
 const NS: &str = "watchpool-system";
@@ -14,17 +14,15 @@ const NS: &str = "watchpool-system";
 /// An emulator plus the temp dirs helm needs (kubeconfig, cache, config, data).
 struct Helm {
     emu: Emulator,
-    dir: PathBuf,
+    dir: TempDir,
 }
 
 impl Helm {
     async fn start(name: &str) -> Helm {
         let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-        let dir =
-            std::env::temp_dir().join(format!("watchpool-helm-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        emu.write_kubeconfig(&dir.join("kubeconfig")).unwrap();
+        let dir = TempDir::new(&format!("helm-{name}")).unwrap();
+        emu.write_kubeconfig(&dir.path().join("kubeconfig"))
+            .unwrap();
         Helm { emu, dir }
     }
 
@@ -37,10 +35,10 @@ impl Helm {
             .collect();
         let out = Command::new(tools::helm())
             .args(&args)
-            .env("KUBECONFIG", self.dir.join("kubeconfig"))
-            .env("HELM_CACHE_HOME", self.dir.join("cache"))
-            .env("HELM_CONFIG_HOME", self.dir.join("config"))
-            .env("HELM_DATA_HOME", self.dir.join("data"))
+            .env("KUBECONFIG", self.dir.path().join("kubeconfig"))
+            .env("HELM_CACHE_HOME", self.dir.path().join("cache"))
+            .env("HELM_CONFIG_HOME", self.dir.path().join("config"))
+            .env("HELM_DATA_HOME", self.dir.path().join("data"))
             .output()
             .unwrap();
         let text = format!(
@@ -74,12 +72,6 @@ impl Helm {
                     .to_owned()
             })
             .collect()
-    }
-}
-
-impl Drop for Helm {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -421,23 +421,38 @@ async fn operator_own_policy_watch_gone_silent_is_rebuilt_within_30s_and_sees_ch
         return Ok(());
     }
     // The operator's own WatchPolicy watch goes half-open: open, silent, no bookmarks.
-    s.add_fault(
-        FaultSpec::new(Fault::StallWatches { secs: None })
-            .resource("watchpolicies")
-            .count(1),
-    );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stall = s
+        .add_fault(
+            FaultSpec::new(Fault::StallWatches { secs: None })
+                .resource("watchpolicies")
+                .count(1),
+        )
+        .expect("checked above");
+    let emu = s.env.emulator().expect("checked above");
+    wait::until(
+        "the stall reached the open WatchPolicy watch",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            let hits = emu
+                .faults()
+                .list()
+                .iter()
+                .find(|f| f.id == stall)
+                .map_or(0, |f| f.hits);
+            async move {
+                if hits >= 1 {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending(format!("{hits} hits"))
+                }
+            }
+        },
+    )
+    .await?;
     let changed = Instant::now();
     s.reapply(|p| p.idle = "4s".into()).await?;
-    let (_, took) = s
-        .env
-        .wait_policy(
-            POLICY,
-            "the change observed through a rebuilt watch",
-            Duration::from_secs(40),
-            policy::is_ready,
-        )
-        .await?;
+    let took = s.env.wait_ready(POLICY, Duration::from_secs(40)).await?;
     // The operator gives its own watch a 20 s lifetime and rebuilds a silent one within 25 s;
     // add the polling of `kubectl get`.
     assert!(
